@@ -1,0 +1,178 @@
+"""The ``registre`` command: digitize archives, evaluate on ground truth, train, build the LM, show a page."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flows.settings import Settings
+
+app = typer.Typer(
+    name="registre",
+    help="Batch OCR for historical French register archives (civil, parish and notarial registers).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"registre: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+ModelOpt = Annotated[Path | None, typer.Option("--model", help="Recognizer weights (default: models/registre-crnn.pt).")]
+LmOpt = Annotated[Path | None, typer.Option("--lm", help="KenLM names model (default: models/names.binary).")]
+NoLmOpt = Annotated[bool, typer.Option("--no-lm", help="Greedy CTC decoding, no language model.")]
+BeamOpt = Annotated[int | None, typer.Option("--beam-width", min=1, help="Beam width of the LM decoder.")]
+HotwordsOpt = Annotated[Path | None, typer.Option("--hotwords", help="File of words to boost, one per line.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")]
+
+
+def _settings(**flags: object) -> Settings:
+    """Return settings from the environment, overridden by the flags that were given."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    if given.pop("no_lm", False):
+        given["use_lm"] = False
+    return Settings(**given)
+
+
+@app.command()
+def digitize(
+    src: Annotated[str, typer.Argument(help="Folder or s3://bucket/prefix of page scans.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Folder or s3://bucket/prefix for records and manifest.")],
+    formats: Annotated[str, typer.Option("--formats", help="Comma-separated: json, alto, page.")] = "json",
+    only_failed: Annotated[bool, typer.Option("--only-failed", help="Retry only pages whose last attempt failed.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Redo every page, even those already done.")] = False,
+    chunk_size: Annotated[int | None, typer.Option("--chunk-size", min=1, help="Pages per Prefect task.")] = None,
+    model: ModelOpt = None,
+    lm: LmOpt = None,
+    no_lm: NoLmOpt = False,
+    beam_width: BeamOpt = None,
+    hotwords: HotwordsOpt = None,
+    device: DeviceOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Read every page under SRC and write DST/<page-id>.json (+ ALTO/PAGE-XML) and DST/manifest.jsonl.
+
+    Pages already done with the same model are skipped; exit code 0 only when every page is done.
+    """
+    _logging(verbose)
+    _fail("digitize: the Prefect flow is not built yet (issue 6)")
+
+
+@app.command("eval")
+def evaluate(
+    gt_dir: Annotated[Path, typer.Argument(help="Folder of page images with ALTO or PAGE-XML beside them.")],
+    segmentation: Annotated[
+        str, typer.Option("--segmentation", help="gt: crop ground-truth lines; auto: the pipeline's own segmentation.")
+    ] = "gt",
+    predictions: Annotated[Path | None, typer.Option("--predictions", help="Write one JSON line per GT line.")] = None,
+    model: ModelOpt = None,
+    lm: LmOpt = None,
+    no_lm: NoLmOpt = False,
+    beam_width: BeamOpt = None,
+    hotwords: HotwordsOpt = None,
+    device: DeviceOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Print CER, WER, line counts and speed on GT_DIR as one JSON object."""
+    _logging(verbose)
+    from flows.evaluation import EvalError, run_eval
+
+    if segmentation not in ("gt", "auto"):
+        _fail("--segmentation must be gt or auto")
+    settings = _settings(model=model, lm=lm, no_lm=no_lm, beam_width=beam_width, hotwords=hotwords, device=device)
+    try:
+        result = run_eval(gt_dir, settings, segmentation=segmentation, predictions=predictions)
+    except EvalError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(result))
+
+
+@app.command()
+def train(
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Checkpoints and history; resumes from its last.pt.")] = Path(
+        "runs/crnn"
+    ),
+    data_dir: Annotated[Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")] = None,
+    export: Annotated[Path, typer.Option("--export", help="Where the best model is written.")] = Path(
+        "models/registre-crnn.pt"
+    ),
+    epochs: Annotated[int, typer.Option(help="Stop after this many epochs in all.")] = 80,
+    batch_size: Annotated[int, typer.Option(help="Lines per batch.")] = 24,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+    synthetic_ratio: Annotated[float, typer.Option(help="Synthetic lines per real line each epoch.")] = 0.0,
+    max_minutes: Annotated[float | None, typer.Option(help="Stop after the epoch that passes this many minutes.")] = None,
+    device: DeviceOpt = None,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
+    limit_lines: Annotated[int, typer.Option(help="Train on at most this many lines (smoke tests).")] = 0,
+) -> None:
+    """Train the CRNN recognizer on ../shared/data (resumable); export the best model to models/."""
+    _logging(True)
+    from ocr.train import TrainConfig
+    from ocr.train import train as run_training
+
+    cfg = TrainConfig(
+        run_dir=run_dir,
+        export=export,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        synthetic_ratio=synthetic_ratio,
+        max_minutes=max_minutes,
+        device=device or "auto",
+        threads=threads,
+        limit_lines=limit_lines,
+    )
+    if data_dir:
+        cfg.data_dir = data_dir
+    if not (cfg.data_dir / "lectaurep" / "train").is_dir():
+        _fail(f"{cfg.data_dir}: no lectaurep/train folder (pass --data)")
+    synthetic = None
+    if synthetic_ratio > 0:
+        from ocr.synthetic import SyntheticLines
+
+        synthetic = SyntheticLines(cfg.data_dir / "names")
+    state = run_training(cfg, synthetic)
+    typer.echo(json.dumps({"epochs": state.epoch, "best_epoch": state.best_epoch, "best_cer": state.best_cer}))
+
+
+@app.command("build-lm")
+def build_lm(
+    out: Annotated[Path, typer.Option("--out", help="Where the binary KenLM model is written.")] = Path(
+        "models/names.binary"
+    ),
+    data_dir: Annotated[Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")] = None,
+    order: Annotated[int, typer.Option(help="n-gram order.")] = 3,
+) -> None:
+    """Build the KenLM model of French names and register text with lmplz and build_binary."""
+    _fail("build-lm: the names language model is not built yet (issue 5)")
+
+
+@app.command()
+def show(
+    page: Annotated[Path, typer.Argument(help="A page image.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("overlay.png"),
+    model: ModelOpt = None,
+) -> None:
+    """Draw the detected lines, words and (with a model) the recognized text over PAGE."""
+    _fail("show: page segmentation is not built yet (issue 4)")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,28 @@
+"""The one typed settings object of registre, read from flags and ``REGISTRE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Run settings; every field can be set as ``REGISTRE_<FIELD>`` or by the matching CLI flag."""
+
+    model_config = SettingsConfigDict(env_prefix="REGISTRE_", extra="ignore")
+
+    model: Path = Field(REPO_ROOT / "models" / "registre-crnn.pt", description="recognizer weights file")
+    lm: Path | None = Field(REPO_ROOT / "models" / "names.binary", description="KenLM names model (binary or ARPA)")
+    use_lm: bool = Field(True, description="beam search with the names LM; False decodes greedily")
+    beam_width: int = Field(16, ge=1, le=512, description="pyctcdecode beam width")
+    hotwords: Path | None = Field(None, description="file of words to boost, one per line (e.g. a parish's families)")
+    device: str = Field("auto", description="auto, cpu or cuda")
+    decode_workers: int = Field(2, ge=1, description="processes in the LM decoding pool")
+    chunk_size: int = Field(20, ge=1, le=1000, description="pages per Prefect task")
+    formats: list[str] = Field(default_factory=lambda: ["json"], description="json, alto, page")
+    max_pixels: int = Field(120_000_000, description="refuse images with more pixels than this")
+    batch_pixels: int = Field(48 * 48 * 1200, description="recognizer batch budget in pixels")

@@ -1,0 +1,71 @@
+"""Saving and loading recognizer weights with their charset, architecture and version."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ocr.charset import Charset
+from ocr.model import CRNN, CRNNConfig
+
+#: The weights `registre` uses when no --model is given.
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "registre-crnn.pt"
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write ``obj`` with torch.save to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(path: Path, model: CRNN, charset: Charset, version: str, extra: dict | None = None) -> None:
+    """Write a model file: weights, config, charset and version string (plus ``extra`` metadata)."""
+    atomic_torch_save(
+        {
+            "format": "registre-crnn/1",
+            "version": version,
+            "config": model.config.to_dict(),
+            "charset": charset.chars,
+            "state_dict": model.state_dict(),
+            **(extra or {}),
+        },
+        path,
+    )
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing or not a registre recognizer."""
+
+
+def load_model(path: Path | str | None = None, device: str = "cpu") -> tuple[CRNN, Charset, str]:
+    """Return ``(model in eval mode, charset, version)`` from a model or training-checkpoint file."""
+    path = Path(path) if path else DEFAULT_MODEL
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file (run `registre train` or pass --model)")
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise ModelFileError(f"{path}: not a readable model file ({exc})") from exc
+    if not isinstance(data, dict) or "state_dict" not in data or "charset" not in data:
+        raise ModelFileError(f"{path}: not a registre model file")
+    model = CRNN(CRNNConfig.from_dict(data["config"]))
+    model.load_state_dict(data["state_dict"])
+    model.to(device).eval()
+    return model, Charset(list(data["charset"])), str(data.get("version", file_digest(path)))
+
+
+def file_digest(path: Path) -> str:
+    """Return the first 12 hex digits of the file's SHA-256."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]

@@ -1,0 +1,103 @@
+"""The LECTAUREP training corpus: which pages train, which validate, and a cache of line crops.
+
+Validation pages never enter training. Two kinds are held out:
+
+* seen hands: the last pages of dufour-1 and riant-4, and the second page of two
+  random-set-1 registers whose first page trains;
+* unseen hands: both pages of two random-set-1 registers (one notary's clerk
+  each), so no line of that hand is ever trained on.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ocr.groundtruth import GroundTruthPage, find_ground_truth, read_alto
+from segmentation.crop import LINE_HEIGHT, crop_line
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+UNSEEN_HAND_REGISTERS = ("FRAN_0025_0934", "FRAN_0025_0989")
+SEEN_HAND_VALIDATION = (
+    # dufour-1: the last 8 pages of the volume.
+    "DAFANCH96_048MIC07691_L-1", "DAFANCH96_048MIC07692_L-0", "DAFANCH96_048MIC07692_L-1",
+    "DAFANCH96_048MIC07693_L-0", "DAFANCH96_048MIC07693_L-1", "DAFANCH96_048MIC07694_L-0",
+    "DAFANCH96_048MIC07694_L-1", "DAFANCH96_048MIC07695_L-0",
+    # riant-4: the last 3 pages.
+    "DAFANCH96_048MIC06491_L-0", "DAFANCH96_048MIC06491_L-1", "DAFANCH96_048MIC06492_L-0",
+    # random-set-1: second page of two registers whose first page trains.
+    "FRAN_0025_0422_L-1", "FRAN_0025_0434_L-1",
+)
+
+
+def split_of(page_id: str) -> str:
+    """Return ``train``, ``val-seen`` or ``val-unseen`` for a LECTAUREP page id."""
+    if page_id.startswith(UNSEEN_HAND_REGISTERS):
+        return "val-unseen"
+    if page_id in SEEN_HAND_VALIDATION:
+        return "val-seen"
+    return "train"
+
+
+@dataclass
+class LineSample:
+    """A cached line crop with its text and provenance."""
+
+    image: np.ndarray  # uint8, LINE_HEIGHT x W
+    text: str
+    page: str
+    line_id: str
+    volume: str
+    split: str
+    type: str
+
+
+def page_lines(page: GroundTruthPage, gray: np.ndarray, height: int = LINE_HEIGHT) -> list[tuple[str, np.ndarray]]:
+    """Return ``(line_id, crop)`` for every line of ``page`` with a usable polygon, on a grayscale scan."""
+    out = []
+    for line in page.lines:
+        try:
+            out.append((line.id, crop_line(gray, line.polygon, line.baseline, height)))
+        except ValueError as exc:
+            log.warning("%s %s: skipped (%s)", page.id, line.id, exc)
+    return out
+
+
+def build_line_cache(data_dir: Path, cache: Path, height: int = LINE_HEIGHT) -> list[LineSample]:
+    """Crop every transcribed line of ``data_dir/lectaurep/train`` and pickle them to ``cache``."""
+    samples: list[LineSample] = []
+    root = data_dir / "lectaurep" / "train"
+    for xml in find_ground_truth(root):
+        page = read_alto(xml)
+        assert page.image_path is not None
+        gray = cv2.imread(str(page.image_path), cv2.IMREAD_GRAYSCALE)
+        texts = {ln.id: ln for ln in page.lines}
+        split = split_of(page.id)
+        for line_id, crop in page_lines(page, gray, height):
+            gt = texts[line_id]
+            if not gt.text:
+                continue
+            samples.append(LineSample(crop, gt.text, page.id, line_id, xml.parent.name, split, gt.type))
+        log.info("%s: %d lines", page.id, len(page.lines))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(samples, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(cache)
+    return samples
+
+
+def load_line_cache(data_dir: Path, cache: Path, height: int = LINE_HEIGHT) -> list[LineSample]:
+    """Return the cached line crops, building the cache first when it is missing."""
+    if cache.exists():
+        with cache.open("rb") as f:
+            return pickle.load(f)
+    return build_line_cache(data_dir, cache, height)

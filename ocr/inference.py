@@ -1,0 +1,123 @@
+"""Batched recognition: crops sorted by width, padded per bucket, one forward per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ocr.charset import Charset
+from ocr.model import CRNN
+
+
+@dataclass
+class Recognition:
+    """One line read by the recognizer: greedy text, confidences 0–1, and its CTC log-probabilities."""
+
+    text: str
+    confidence: float
+    char_confidences: list[float] = field(default_factory=list)
+    #: Output frame index of each character (for word boxes); frame f covers x in [f*stride, (f+1)*stride).
+    char_frames: list[int] = field(default_factory=list)
+    logprobs: np.ndarray | None = None  # (frames, classes), float32
+
+
+def to_tensor_batch(crops: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (N, 1, H, Wmax) float tensors with ink bright on zero padding, and the widths."""
+    height = crops[0].shape[0]
+    widths = [c.shape[1] for c in crops]
+    batch = np.zeros((len(crops), 1, height, max(widths)), np.float32)
+    for i, c in enumerate(crops):
+        batch[i, 0, :, : c.shape[1]] = (255 - c.astype(np.float32)) / 255.0
+    return torch.from_numpy(batch), torch.tensor(widths, dtype=torch.long)
+
+
+def greedy_decode(logprobs: np.ndarray, charset: Charset) -> Recognition:
+    """Return the best-path reading of (frames, classes) log-probabilities.
+
+    The line confidence is the geometric mean of the best-path probabilities of
+    the emitted characters (1.0 for an empty line that is confidently blank).
+    """
+    best = logprobs.argmax(-1)
+    best_p = np.exp(logprobs.max(-1))
+    chars, confs, frames = [], [], []
+    prev = 0
+    for t, k in enumerate(best):
+        if k != 0 and k != prev:
+            chars.append(charset.chars[k - 1])
+            confs.append(float(best_p[t]))
+            frames.append(t)
+        elif k != 0 and k == prev and confs:
+            confs[-1] = max(confs[-1], float(best_p[t]))
+        prev = k
+    if confs:
+        conf = float(np.exp(np.mean(np.log(np.maximum(confs, 1e-9)))))
+    else:
+        conf = float(np.exp(np.mean(np.log(np.maximum(best_p, 1e-9))))) if len(best_p) else 0.0
+    return Recognition("".join(chars), conf, confs, frames, logprobs)
+
+
+class Recognizer:
+    """A CRNN in inference mode that reads many crops in width-sorted batches."""
+
+    def __init__(
+        self, model: CRNN, charset: Charset, version: str = "", device: str = "cpu", max_batch_pixels: int = 48 * 48 * 1200
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.charset = charset
+        self.version = version
+        self.device = device
+        self.max_batch_pixels = max_batch_pixels
+        self.height = model.config.height
+
+    @classmethod
+    def load(cls, path: str | None = None, device: str | None = None) -> Recognizer:
+        """Return a recognizer from a model file (the shipped one by default), on CUDA when present."""
+        from ocr.checkpoint import load_model
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, charset, version = load_model(path, device)
+        return cls(model, charset, version, device)
+
+    def batches(self, crops: Sequence[np.ndarray]) -> list[list[int]]:
+        """Return crop indices grouped into width-sorted batches under the pixel budget."""
+        order = sorted(range(len(crops)), key=lambda i: crops[i].shape[1])
+        out: list[list[int]] = []
+        cur: list[int] = []
+        for i in order:
+            w = crops[i].shape[1]
+            # Padded cost of the batch if this (widest so far) crop joins it.
+            if cur and (len(cur) + 1) * w * self.height > self.max_batch_pixels:
+                out.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
+            out.append(cur)
+        return out
+
+    def logprobs(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Return per-crop (frames, classes) CTC log-probabilities, in input order."""
+        result: list[np.ndarray | None] = [None] * len(crops)
+        for c in crops:
+            if c.ndim != 2 or c.shape[0] != self.height:
+                raise ValueError(f"crops must be 2-D with height {self.height}, got {c.shape}")
+        with torch.inference_mode():
+            for idx in self.batches(crops):
+                x, widths = to_tensor_batch([crops[i] for i in idx])
+                x = x.to(self.device)
+                use_amp = self.device.startswith("cuda")
+                with torch.autocast("cuda", enabled=use_amp):
+                    lp = self.model(x)
+                lengths = self.model.output_lengths(widths).clamp(max=lp.shape[0])
+                lp = lp.float().cpu().numpy()
+                for j, i in enumerate(idx):
+                    result[i] = lp[: int(lengths[j]), j, :]
+        return result  # type: ignore[return-value]
+
+    def recognize(self, crops: Sequence[np.ndarray]) -> list[Recognition]:
+        """Return the greedy reading of each crop, in input order."""
+        if not crops:
+            return []
+        return [greedy_decode(lp, self.charset) for lp in self.logprobs(crops)]

@@ -1,0 +1,89 @@
+"""CRNN: a CNN over a fixed-height line, a BiLSTM over its columns, a linear layer to CTC labels."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class CRNNConfig:
+    """Architecture of the recognizer; stored with its weights."""
+
+    num_classes: int
+    height: int = 48
+    channels: tuple[int, ...] = (32, 64, 96, 128)
+    lstm_hidden: int = 256
+    lstm_layers: int = 2
+    dropout: float = 0.25
+
+    #: Each output frame covers this many input columns (the CNN pools width once).
+    @property
+    def width_stride(self) -> int:
+        """Return the input pixels per output frame along the width."""
+        return 2
+
+    def to_dict(self) -> dict:
+        """Return the config as plain JSON-able data."""
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CRNNConfig:
+        """Return the config stored by :meth:`to_dict`."""
+        d = dict(d)
+        d["channels"] = tuple(d["channels"])
+        return cls(**d)
+
+
+def _conv(cin: int, cout: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class CRNN(nn.Module):
+    """Line image (N, 1, H, W) with ink bright on 0 paper -> log-probabilities (T, N, C), T = W // 2."""
+
+    def __init__(self, config: CRNNConfig) -> None:
+        super().__init__()
+        self.config = config
+        c1, c2, c3, c4 = config.channels
+        # Height 48 -> 24 -> 12 -> 6 -> 3; width halved once, so short cells keep
+        # at least two frames per character (LECTAUREP has lines at 4.4 px/char).
+        # Height is pooled early: the wide layers run on few rows, which is what
+        # keeps training near 50 lines/s on two CPU cores.
+        self.cnn = nn.Sequential(
+            *_conv(1, c1), nn.MaxPool2d((2, 2)),
+            *_conv(c1, c2), nn.MaxPool2d((2, 1)),
+            *_conv(c2, c3), nn.MaxPool2d((2, 1)),
+            *_conv(c3, c3), *_conv(c3, c4), nn.MaxPool2d((2, 1)),
+        )
+        feat_h = config.height // 16
+        self.dropout = nn.Dropout(config.dropout)
+        self.rnn = nn.LSTM(
+            c4 * feat_h,
+            config.lstm_hidden,
+            num_layers=config.lstm_layers,
+            bidirectional=True,
+            dropout=config.dropout if config.lstm_layers > 1 else 0.0,
+        )
+        self.head = nn.Linear(2 * config.lstm_hidden, config.num_classes)
+
+    def output_lengths(self, widths: torch.Tensor) -> torch.Tensor:
+        """Return the number of output frames for input widths in pixels."""
+        return torch.div(widths, self.config.width_stride, rounding_mode="floor").clamp(min=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return CTC log-probabilities of shape (frames, batch, classes).
+
+        Batches are padded on the right with zeros (blank paper) and not packed:
+        packed LSTMs run 2.5x slower on CPU, and width-bucketed batches keep the
+        padding short, so the model simply learns that paper reads as blank.
+        """
+        f = self.cnn(x)  # N, C, h, T
+        n, c, h, t = f.shape
+        f = f.permute(3, 0, 1, 2).reshape(t, n, c * h)
+        out, _ = self.rnn(self.dropout(f))
+        return self.head(self.dropout(out)).log_softmax(-1)

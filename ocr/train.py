@@ -1,0 +1,256 @@
+"""Training the CRNN with CTC: resumable, validated every epoch, best checkpoint exported.
+
+``registre train`` calls :func:`train`. A run directory holds ``last.pt`` (model,
+optimizer, scheduler, RNG and history: resume from it), ``best.pt`` (lowest
+seen-hand validation CER) and ``history.jsonl``; the best model is also written
+to ``models/`` when ``export`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ocr.augment import augment_line
+from ocr.charset import Charset
+from ocr.checkpoint import DEFAULT_MODEL, atomic_torch_save, save_model
+from ocr.corpus import DEFAULT_DATA, LineSample, load_line_cache
+from ocr.inference import Recognizer, to_tensor_batch
+from ocr.metrics import ErrorRates
+from ocr.model import CRNN, CRNNConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in its checkpoints."""
+
+    data_dir: Path = DEFAULT_DATA
+    run_dir: Path = Path("runs/crnn")
+    cache: Path = Path(".cache/lines-h48.pkl")
+    export: Path | None = DEFAULT_MODEL
+    epochs: int = 80
+    batch_size: int = 24
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    #: Synthetic lines per real line in each epoch (0 disables the generator).
+    synthetic_ratio: float = 0.0
+    augment: bool = True
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    max_minutes: float | None = None
+    #: Stop after this many epochs without a better seen-hand validation CER.
+    patience: int = 12
+    lstm_hidden: int = 256
+    lstm_layers: int = 2
+    #: Use at most this many training lines (0: all); for smoke tests.
+    limit_lines: int = 0
+    log_every: int = 50
+
+    def to_dict(self) -> dict:
+        """Return the config as JSON-able data."""
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class TrainState:
+    """What a resumed run needs besides weights."""
+
+    epoch: int = 0
+    step: int = 0
+    best_cer: float = float("inf")
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+
+
+def fits_ctc(text_len: int, repeats: int, width: int, stride: int) -> bool:
+    """Return True when a line of ``width`` pixels has enough CTC frames for its label."""
+    return width // stride >= text_len + repeats
+
+
+def _repeats(ids: Sequence[int]) -> int:
+    return sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+
+
+def make_batches(widths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Return shuffled batches of indices of similar width (sorted within random pools)."""
+    idx = list(range(len(widths)))
+    rng.shuffle(idx)
+    pool = batch_size * 50
+    batches = []
+    for s in range(0, len(idx), pool):
+        chunk = sorted(idx[s : s + pool], key=lambda i: widths[i])
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def evaluate_lines(recognizer: Recognizer, samples: Sequence[LineSample]) -> dict[str, ErrorRates]:
+    """Return greedy error rates per split, per volume and ``all`` for the given lines."""
+    was_training = recognizer.model.training
+    recognizer.model.eval()
+    recs = recognizer.recognize([s.image for s in samples])
+    rates: dict[str, ErrorRates] = defaultdict(ErrorRates)
+    for s, r in zip(samples, recs, strict=True):
+        for key in ("all", s.split, f"{s.split}/{s.volume}"):
+            rates[key].add(s.text, r.text)
+    recognizer.model.train(was_training)
+    return dict(rates)
+
+
+def resolve_device(name: str) -> str:
+    """Return ``cuda`` when asked for ``auto`` and a GPU is present, else the name or ``cpu``."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def train(cfg: TrainConfig, synthetic: Callable[[np.random.Generator, int], list[tuple[np.ndarray, str]]] | None = None) -> TrainState:
+    """Train (or resume) a recognizer as configured; return the final state."""
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    samples = load_line_cache(cfg.data_dir, cfg.cache)
+    train_set = [s for s in samples if s.split == "train"]
+    val_set = [s for s in samples if s.split != "train"]
+    if cfg.limit_lines:
+        train_set = train_set[: cfg.limit_lines]
+        val_set = val_set[: max(50, cfg.limit_lines // 5)]
+    last = cfg.run_dir / "last.pt"
+    resume = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
+    if resume:
+        charset = Charset(resume["charset"])
+        mcfg = CRNNConfig.from_dict(resume["config"])
+    else:
+        charset = Charset.build(s.text for s in train_set)
+        mcfg = CRNNConfig(num_classes=len(charset), lstm_hidden=cfg.lstm_hidden, lstm_layers=cfg.lstm_layers)
+    model = CRNN(mcfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=3)
+    state = TrainState()
+    py_rng = random.Random(cfg.seed)
+    np_rng = np.random.default_rng(cfg.seed)
+    if resume:
+        model.load_state_dict(resume["state_dict"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        state = TrainState(**resume["state"])
+        py_rng.setstate(resume["py_rng"])
+        np_rng.bit_generator.state = resume["np_rng"]
+        log.info("resumed %s at epoch %d (best CER %.4f)", last, state.epoch, state.best_cer)
+
+    # Every label must fit the frames its line yields; report the ones that cannot.
+    encoded, keep = [], []
+    stride = mcfg.width_stride
+    for s in train_set:
+        ids = charset.encode(s.text)
+        if not ids:
+            continue
+        # Augmentation may shrink width to 0.8x: require the fit at that scale.
+        if not fits_ctc(len(ids), _repeats(ids), int(s.image.shape[1] * 0.8), stride):
+            log.warning("line %s/%s cannot fit its %d labels in %d px: not trained on", s.page, s.line_id, len(ids), s.image.shape[1])
+            continue
+        encoded.append(ids)
+        keep.append(s)
+    log.info("training on %d lines (%d dropped for width), validating on %d", len(keep), len(train_set) - len(keep), len(val_set))
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    scaler = torch.amp.GradScaler("cuda", enabled=device == "cuda")
+    recognizer = Recognizer(model, charset, device=device)
+    started = time.monotonic()
+
+    while state.epoch < cfg.epochs:
+        model.train()
+        items: list[tuple[np.ndarray, list[int]]] = [(s.image, e) for s, e in zip(keep, encoded, strict=True)]
+        if synthetic is not None and cfg.synthetic_ratio > 0:
+            for img, text in synthetic(np_rng, int(len(keep) * cfg.synthetic_ratio)):
+                ids = charset.encode(text)
+                if ids and fits_ctc(len(ids), _repeats(ids), int(img.shape[1] * 0.8), stride):
+                    items.append((img, ids))
+        batches = make_batches([it[0].shape[1] for it in items], cfg.batch_size, py_rng)
+        t0, seen, loss_sum = time.monotonic(), 0, 0.0
+        for b, idx in enumerate(batches):
+            imgs = [augment_line(items[i][0], np_rng) if cfg.augment else items[i][0] for i in idx]
+            labels = [items[i][1] for i in idx]
+            x, widths = to_tensor_batch(imgs)
+            x = x.to(device)
+            targets = torch.tensor([k for lab in labels for k in lab], dtype=torch.long)
+            target_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
+            with torch.autocast("cuda", enabled=device == "cuda"):
+                lp = model(x)
+            input_lengths = model.output_lengths(widths).clamp(max=lp.shape[0])
+            loss = ctc(lp.float(), targets, input_lengths, target_lengths)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            scaler.step(opt)
+            scaler.update()
+            state.step += 1
+            seen += len(idx)
+            loss_sum += float(loss) * len(idx)
+            if cfg.log_every and b % cfg.log_every == 0:
+                rate = seen / max(time.monotonic() - t0, 1e-6)
+                log.info("epoch %d batch %d/%d loss %.3f (%.0f lines/s)", state.epoch, b, len(batches), float(loss), rate)
+        train_s = time.monotonic() - t0
+        rates = evaluate_lines(recognizer, val_set)
+        seen_cer = rates.get("val-seen", rates["all"]).cer
+        sched.step(seen_cer)
+        record = {
+            "epoch": state.epoch,
+            "step": state.step,
+            "loss": loss_sum / max(seen, 1),
+            "lines_per_s": seen / max(train_s, 1e-6),
+            "lr": opt.param_groups[0]["lr"],
+            "minutes": (time.monotonic() - started) / 60,
+            **{f"cer/{k}": round(v.cer, 4) for k, v in sorted(rates.items())},
+            "wer/val-seen": round(rates.get("val-seen", rates["all"]).wer, 4),
+        }
+        state.history.append(record)
+        log.info("epoch %d: %s", state.epoch, json.dumps(record))
+        with (cfg.run_dir / "history.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        state.epoch += 1
+        version = f"crnn-{date.today():%Y%m%d}-e{state.epoch}-cer{seen_cer:.3f}"
+        if seen_cer < state.best_cer:
+            state.best_cer, state.best_epoch = seen_cer, state.epoch
+            meta = {"validation": record, "train_config": cfg.to_dict()}
+            save_model(cfg.run_dir / "best.pt", model, charset, version, meta)
+            if cfg.export:
+                save_model(Path(cfg.export), model, charset, version, meta)
+        atomic_torch_save(
+            {
+                "config": mcfg.to_dict(),
+                "charset": charset.chars,
+                "state_dict": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "state": asdict(state),
+                "py_rng": py_rng.getstate(),
+                "np_rng": np_rng.bit_generator.state,
+                "train_config": cfg.to_dict(),
+                "version": version,
+            },
+            last,
+        )
+        if state.epoch - state.best_epoch >= cfg.patience:
+            log.info("no improvement for %d epochs: stopping", cfg.patience)
+            break
+        if cfg.max_minutes and (time.monotonic() - started) / 60 >= cfg.max_minutes:
+            log.info("time budget of %.0f minutes reached: stopping (resume with the same command)", cfg.max_minutes)
+            break
+    return state
