@@ -26,3 +26,19 @@ class Settings(BaseSettings):
     formats: list[str] = Field(default_factory=lambda: ["json"], description="json, alto, page")
     max_pixels: int = Field(120_000_000, description="refuse images with more pixels than this")
     batch_pixels: int = Field(48 * 48 * 1200, description="recognizer batch budget in pixels")
+
+    # Digitization flow (issue 6).
+    task_workers: int = Field(2, ge=1, description="chunk tasks run at once by the default thread task runner")
+    task_retries: int = Field(3, ge=0, description="Prefect retries of a chunk after a transient storage error")
+    retry_backoff_s: float = Field(2.0, gt=0, description="first task retry delay in s; doubles, with jitter")
+    storage_attempts: int = Field(5, ge=1, description="attempts per S3 request (botocore standard retry mode)")
+    s3_endpoint_url: str | None = Field(
+        None, description="S3 endpoint (MinIO, SeaweedFS...); default: AWS_ENDPOINT_URL or the AWS config"
+    )
+    s3_addressing_style: str = Field("auto", pattern="^(auto|path|virtual)$", description="S3 bucket addressing")
+    dask_address: str | None = Field(None, description="run chunk tasks on this Dask scheduler (tcp://host:8786)")
+    dask_workers: int = Field(0, ge=0, description="run chunk tasks on a local Dask cluster of this many processes")
+    table_rows: int = Field(2000, ge=0, description="most pages listed in the Prefect table artifact (failures first)")
+    manifest_flush_s: float = Field(
+        300.0, gt=0, description="seconds between merges of manifest parts into DST/manifest.jsonl during a run"
+    )

@@ -52,3 +52,52 @@ class PageImage:
     def width(self) -> int:
         """Return the page width in pixels."""
         return int(self.pixels.shape[1])
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A table cell: its row band and column indices and its outline in original-scan pixels."""
+
+    row: int
+    column: int
+    polygon: list[Point]
+
+
+@dataclass
+class Table:
+    """The ruled table of a page, in original-scan pixels.
+
+    ``column_bounds`` are the (left, right) x of each column measured along the
+    table's middle row; ``row_bounds`` the (top, bottom) y of each row band (header
+    bands, the body) along the table's middle column. ``cells`` is row-major: the
+    cell of row r, column c is ``cells[r * len(column_bounds) + c]``, which is the
+    index a :class:`Line` carries in ``cell``.
+    """
+
+    column_bounds: list[tuple[int, int]] = field(default_factory=list)
+    row_bounds: list[tuple[int, int]] = field(default_factory=list)
+    cells: list[Cell] = field(default_factory=list)
+
+
+@dataclass
+class PageSegmentation:
+    """The segmentation of one page: lines in reading order plus what was learnt about the page.
+
+    ``angle`` is the skew in degrees that was corrected (OpenCV convention:
+    positive when the scan's content slopes down to the right); ``line_spacing``
+    the estimated distance between text rows, in original pixels; ``rules`` the
+    detected rule segments as ((x0, y0), (x1, y1)) in original pixels.
+    """
+
+    lines: list[Line]
+    width: int
+    height: int
+    angle: float = 0.0
+    line_spacing: float = 0.0
+    table: Table | None = None
+    rules: list[tuple[Point, Point]] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[tuple[int, int]]:
+        """Return the table's column (left, right) bounds in pixels, empty when no table was found."""
+        return list(self.table.column_bounds) if self.table else []

@@ -1,0 +1,188 @@
+"""``DST/manifest.jsonl``: one JSON line per page attempt, and what a rerun still has to do.
+
+S3 has no append, and rewriting one object per page would cost O(pages²)
+transfers and lose updates between concurrent tasks. So each chunk attempt
+writes its entries as one small object, ``DST/manifest.parts/<run>-<chunk>-<n>.jsonl``
+(one atomic PUT, after the chunk's records: record first, manifest entry last),
+and the flow, the single writer of ``DST/manifest.jsonl``, merges the parts
+into it (an atomic rewrite) every few minutes and at the end of a run, then
+deletes the merged parts. Readers take ``manifest.jsonl`` plus any parts left
+over, so a run killed before a merge loses nothing: its parts are merged by
+the next run. Entries carry an attempt id, which makes merging idempotent.
+One run at a time per DST: two runs merging concurrently could drop each
+other's parts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from flows.storage import Storage
+
+log = logging.getLogger(__name__)
+
+MANIFEST_KEY = "manifest.jsonl"
+PARTS_DIR = "manifest.parts"
+
+DONE = "done"
+FAILED = "failed"
+
+
+@dataclass
+class ManifestEntry:
+    """One attempt at one page: outcome, reason, versions and per-stage timings in seconds."""
+
+    page_id: str
+    source_key: str
+    status: str  # "done" or "failed"
+    reason: str | None = None
+    model_version: str | None = None
+    lm_version: str | None = None
+    decoder: str | None = None
+    lines: int = 0
+    mean_confidence: float | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # load, segment, recognize, decode, write, total
+    outputs: list[str] = field(default_factory=list)
+    run_id: str = ""
+    attempt: str = field(default_factory=lambda: uuid.uuid4().hex)
+    finished: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
+
+    @property
+    def seconds(self) -> float:
+        """Return the page's total processing time in seconds."""
+        return float(self.timings.get("total", sum(self.timings.values())))
+
+    def to_json(self) -> str:
+        """Return the entry as one JSON line (no newline)."""
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> ManifestEntry:
+        """Return the entry of one manifest line; unknown keys are ignored."""
+        data = json.loads(line)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def parse_entries(data: bytes, where: str = "") -> list[ManifestEntry]:
+    """Return the entries of JSON-lines bytes, skipping (and logging) lines that do not parse."""
+    out = []
+    for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(ManifestEntry.from_json(line))
+        except (ValueError, TypeError) as exc:
+            log.warning("%s line %d: unreadable manifest entry skipped (%s)", where or MANIFEST_KEY, n, exc)
+    return out
+
+
+def entries_bytes(entries: Iterable[ManifestEntry]) -> bytes:
+    """Return entries as JSON-lines bytes."""
+    return "".join(e.to_json() + "\n" for e in entries).encode("utf-8")
+
+
+def part_keys(storage: Storage) -> list[str]:
+    """Return the keys of manifest parts not merged yet, oldest run first."""
+    return sorted(storage.list_keys(extensions=(".jsonl",), under=PARTS_DIR))
+
+
+def read_manifest(storage: Storage) -> list[ManifestEntry]:
+    """Return every attempt recorded under the destination: the merged manifest, then unmerged parts."""
+    from flows.storage import MissingKey
+
+    entries: list[ManifestEntry] = []
+    try:
+        entries += parse_entries(storage.get(MANIFEST_KEY), storage.describe(MANIFEST_KEY))
+    except MissingKey:
+        pass
+    seen = {e.attempt for e in entries}
+    for key in part_keys(storage):
+        try:
+            part = parse_entries(storage.get(key), storage.describe(key))
+        except MissingKey:  # merged and deleted by another reader meanwhile
+            continue
+        entries += [e for e in part if e.attempt not in seen]
+        seen.update(e.attempt for e in part)
+    return entries
+
+
+def latest_by_source(entries: Iterable[ManifestEntry]) -> dict[str, ManifestEntry]:
+    """Return the last attempt per source key (by finish time; later lines win ties)."""
+    latest: dict[str, ManifestEntry] = {}
+    for e in entries:
+        cur = latest.get(e.source_key)
+        if cur is None or e.finished >= cur.finished:
+            latest[e.source_key] = e
+    return latest
+
+
+def plan_pages(
+    keys: Iterable[str],
+    latest: dict[str, ManifestEntry],
+    model_version: str,
+    only_failed: bool = False,
+    force: bool = False,
+) -> list[str]:
+    """Return the keys to process, in input order.
+
+    Default: every page not already ``done`` with ``model_version`` (new pages,
+    failed ones, and pages done by another model). ``only_failed``: only pages
+    whose last attempt failed. ``force``: every page.
+    """
+    todo = []
+    for key in keys:
+        last = latest.get(key)
+        if force:
+            todo.append(key)
+        elif only_failed:
+            if last is not None and last.status == FAILED:
+                todo.append(key)
+        elif last is None or last.status != DONE or last.model_version != model_version:
+            todo.append(key)
+    return todo
+
+
+def write_part(storage: Storage, run_id: str, chunk_index: int, entries: list[ManifestEntry]) -> str:
+    """Write one chunk attempt's entries as a new manifest part (one atomic put); return its key."""
+    key = f"{PARTS_DIR}/{run_id}-{chunk_index:06d}-{uuid.uuid4().hex[:8]}.jsonl"
+    storage.put(key, entries_bytes(entries), "application/x-ndjson")
+    return key
+
+
+def consolidate(storage: Storage) -> int:
+    """Merge the unmerged parts into ``manifest.jsonl`` (atomic rewrite), delete them; return entries merged."""
+    from flows.storage import MissingKey
+
+    keys = part_keys(storage)
+    if not keys:
+        return 0
+    try:
+        current = storage.get(MANIFEST_KEY)
+    except MissingKey:
+        current = b""
+    if current and not current.endswith(b"\n"):
+        current += b"\n"
+    seen = {e.attempt for e in parse_entries(current, storage.describe(MANIFEST_KEY))}
+    new: list[ManifestEntry] = []
+    merged_keys = []
+    for key in keys:
+        try:
+            part = parse_entries(storage.get(key), storage.describe(key))
+        except MissingKey:
+            continue
+        new += [e for e in part if e.attempt not in seen]
+        seen.update(e.attempt for e in part)
+        merged_keys.append(key)
+    new.sort(key=lambda e: e.finished)
+    storage.put(MANIFEST_KEY, current + entries_bytes(new), "application/x-ndjson")
+    # Only after the merged manifest is in place: a crash before this line leaves parts
+    # whose attempts are already merged, which the next merge recognises and skips.
+    for key in merged_keys:
+        storage.delete(key)
+    return len(new)

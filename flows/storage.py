@@ -1,0 +1,353 @@
+"""Where pages come from and records go: a local folder or an S3 prefix, behind one small interface.
+
+Keys are relative to the folder or prefix, with ``/`` separators. Every write is
+atomic: a reader sees the old object, the new one, or none, never half of one
+(local: a temporary file in the same folder, then ``os.replace``; S3: one PUT,
+which the store commits whole or not at all).
+
+S3 goes through boto3, configured the standard AWS way (``AWS_ENDPOINT_URL``,
+``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``..., profiles and
+``~/.aws/config``), so MinIO, SeaweedFS and other S3-compatible stores work.
+Transient S3 failures (throttling, 5xx, dropped connections, timeouts) are
+retried by botocore's *standard* retry mode, which backs off exponentially with
+full jitter; whatever still fails is classified by :func:`is_transient` so that
+Prefect retries the task only for errors a retry can cure.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: File name endings of page scans (compared case-insensitively).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+#: Prefix of the temporary files of atomic local writes; listings skip them.
+TEMP_PREFIX = ".registre-tmp-"
+
+
+class StorageError(RuntimeError):
+    """A storage operation that failed; ``transient`` says whether retrying later may succeed."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class MissingKey(StorageError):
+    """The key does not exist (never transient)."""
+
+
+# errno values of local I/O that a later attempt can cure (network filesystems, busy devices).
+_TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.ECONNRESET}
+_TRANSIENT_S3_CODES = {
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequests",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestLimitExceeded",
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Return True for errors a retry may cure: throttling, 5xx, timeouts, dropped connections."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StorageError):
+            return exc.transient
+        from botocore.exceptions import ClientError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            return err.get("Code") in _TRANSIENT_S3_CODES or status >= 500 or status == 429
+        if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+            return True
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+            return True
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return False
+
+
+def has_extension(key: str, extensions: Iterable[str]) -> bool:
+    """Return True when ``key`` ends with one of ``extensions`` (case-insensitive)."""
+    low = key.lower()
+    return any(low.endswith(e.lower()) for e in extensions)
+
+
+class Storage(ABC):
+    """A flat namespace of byte objects under one folder or prefix."""
+
+    url: str
+
+    @abstractmethod
+    def list_keys(self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = "") -> Iterator[str]:
+        """Yield every key (relative, ``/``-separated, in sorted order) ending with one of ``extensions``."""
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """Return the bytes of ``key``; raises :class:`MissingKey` when it does not exist."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Write ``data`` at ``key`` atomically (readers never see a partial object)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if it exists."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Return True when ``key`` exists."""
+
+    def describe(self, key: str) -> str:
+        """Return the full location of ``key`` for messages."""
+        return f"{self.url.rstrip('/')}/{key}"
+
+
+def _check_key(key: str) -> str:
+    """Return ``key`` if it stays inside the storage root, else raise ValueError."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"unsafe storage key {key!r}")
+    return key
+
+
+@dataclass
+class LocalStorage(Storage):
+    """A folder on a local or mounted filesystem."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*_check_key(key).split("/"))
+
+    def list_keys(self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = "") -> Iterator[str]:
+        """Yield the keys of the files below the folder (recursively), sorted, filtered by extension."""
+        base = self.root / under if under else self.root
+        if not base.exists():
+            if under:
+                return
+            raise MissingKey(f"{self.root}: no such folder")
+        if not base.is_dir():
+            raise StorageError(f"{base}: not a folder")
+        exts = tuple(extensions) if extensions is not None else None
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = Path(dirpath).relative_to(self.root).as_posix()
+            for name in filenames:
+                if name.startswith(TEMP_PREFIX) or (exts is not None and not has_extension(name, exts)):
+                    continue
+                keys.append(name if rel == "." else f"{rel}/{name}")
+        yield from sorted(keys)
+
+    def get(self, key: str) -> bytes:
+        """Return the file's bytes."""
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise MissingKey(f"{self.describe(key)}: no such file") from exc
+        except OSError as exc:
+            raise StorageError(f"{self.describe(key)}: cannot read ({exc})", transient=is_transient(exc)) from exc
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Write a temporary file beside the target, flush it to disk, then rename it into place."""
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name + ".")
+        except OSError as exc:
+            raise StorageError(f"{self.describe(key)}: cannot write ({exc})", transient=is_transient(exc)) from exc
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; records are meant to be shared
+            os.replace(tmp, path)
+        except BaseException as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise StorageError(f"{self.describe(key)}: cannot write ({exc})", transient=is_transient(exc)) from exc
+            raise
+
+    def delete(self, key: str) -> None:
+        """Remove the file if present."""
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"{self.describe(key)}: cannot delete ({exc})", transient=is_transient(exc)) from exc
+
+    def exists(self, key: str) -> bool:
+        """Return True when the file exists."""
+        return self._path(key).is_file()
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """Return (bucket, prefix) of ``s3://bucket/prefix``; the prefix is empty or ends with ``/``."""
+    if not url.startswith("s3://"):
+        raise ValueError(f"{url!r} is not an s3:// URL")
+    rest = url[len("s3://") :]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        raise ValueError(f"{url!r} has no bucket name")
+    prefix = prefix.strip("/")
+    return bucket, (prefix + "/" if prefix else "")
+
+
+@dataclass
+class S3Storage(Storage):
+    """Objects under ``s3://bucket/prefix`` through boto3; picklable (the client is made per process)."""
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    addressing_style: str = "auto"
+    max_attempts: int = 5
+    _client: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.prefix = self.prefix.strip("/") + "/" if self.prefix.strip("/") else ""
+        self.url = f"s3://{self.bucket}/{self.prefix}"
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> S3Storage:
+        """Return the storage of ``s3://bucket/prefix``."""
+        bucket, prefix = parse_s3_url(url)
+        return cls(bucket, prefix, **kwargs)
+
+    def __getstate__(self) -> dict:
+        # boto3 clients do not pickle; Dask workers and retried tasks build their own.
+        state = self.__dict__.copy()
+        state["_client"] = None
+        return state
+
+    @property
+    def client(self) -> Any:
+        """Return this process's boto3 S3 client (thread-safe; built on first use)."""
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                s3={"addressing_style": self.addressing_style},
+                retries={"mode": "standard", "max_attempts": self.max_attempts},
+                connect_timeout=10,
+                read_timeout=60,
+                max_pool_connections=32,
+            )
+            # A fresh session per storage: boto3's default session is not thread-safe to create from.
+            session = boto3.session.Session()
+            self._client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        return self._client
+
+    def _key(self, key: str, write: bool = False) -> str:
+        # Reads accept any listed key; writes must stay under the prefix (some S3-compatible
+        # stores map keys to filesystem paths, where ``..`` would climb out).
+        if write:
+            _check_key(key)
+        elif not key:
+            raise ValueError("empty storage key")
+        return self.prefix + key
+
+    def _error(self, action: str, key: str, exc: Exception) -> StorageError:
+        from botocore.exceptions import ClientError
+
+        if isinstance(exc, ClientError):
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return MissingKey(f"{self.describe(key)}: no such object")
+            if code == "NoSuchBucket":
+                return MissingKey(f"s3://{self.bucket}: no such bucket")
+            return StorageError(f"{self.describe(key)}: cannot {action} ({code}: {exc})", transient=is_transient(exc))
+        return StorageError(f"{self.describe(key)}: cannot {action} ({exc})", transient=is_transient(exc))
+
+    def list_keys(self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = "") -> Iterator[str]:
+        """Yield the keys under the prefix, page by page of 1,000 (S3 returns them sorted)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        exts = tuple(extensions) if extensions is not None else None
+        prefix = self.prefix + (under.strip("/") + "/" if under else "")
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"][len(self.prefix) :]
+                    if not key or key.endswith("/") or (exts is not None and not has_extension(key, exts)):
+                        continue
+                    yield key
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("list", under or "", exc) from exc
+
+    def get(self, key: str) -> bytes:
+        """Return the object's bytes."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("get", key, exc) from exc
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Write the object with one PUT (S3 commits it whole or not at all)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self._key(key, write=True), Body=data, ContentType=content_type
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("put", key, exc) from exc
+
+    def delete(self, key: str) -> None:
+        """Remove the object (deleting a missing key is not an error in S3)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(key, write=True))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("delete", key, exc) from exc
+
+    def exists(self, key: str) -> bool:
+        """Return True when a HEAD of the object succeeds."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+            return True
+        except (ClientError, BotoCoreError) as exc:
+            err = self._error("head", key, exc)
+            if isinstance(err, MissingKey):
+                return False
+            raise err from exc
+
+
+def open_storage(
+    url: str, endpoint_url: str | None = None, addressing_style: str = "auto", max_attempts: int = 5
+) -> Storage:
+    """Return the storage of a local folder or an ``s3://bucket/prefix`` URL."""
+    if url.startswith("s3://"):
+        return S3Storage.from_url(
+            url, endpoint_url=endpoint_url, addressing_style=addressing_style, max_attempts=max_attempts
+        )
+    if "://" in url:
+        raise ValueError(f"{url!r}: only local folders and s3:// URLs are supported")
+    return LocalStorage(Path(url).expanduser())

@@ -1,0 +1,171 @@
+"""Ruling: find the long horizontal and vertical rules of a levelled page, remove them, read the table grid.
+
+Works on a boolean ink mask of a deskewed page. Rules are what survives a
+morphological opening with a kernel much longer than any pen stroke; the
+vertical ones bound the table columns, the horizontal ones that cross most of
+the table bound its rows (header bands, the body).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A straight rule segment in working-frame pixels: end points and mean thickness."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    thickness: float
+
+    @property
+    def length(self) -> float:
+        """Return the segment length in pixels."""
+        return float(np.hypot(self.x1 - self.x0, self.y1 - self.y0))
+
+    def x_at(self, y: float) -> float:
+        """Return the x of a (near-)vertical rule at height ``y``, extrapolating past its ends."""
+        if self.y1 == self.y0:
+            return (self.x0 + self.x1) / 2
+        return self.x0 + (self.x1 - self.x0) * (y - self.y0) / (self.y1 - self.y0)
+
+
+@dataclass
+class Ruling:
+    """The rules of a page: pixel masks (for removal) and fitted segments (for structure)."""
+
+    horizontal_mask: np.ndarray  # bool, pixels of horizontal rules
+    vertical_mask: np.ndarray  # bool, pixels of vertical rules
+    horizontal: list[Rule] = field(default_factory=list)
+    vertical: list[Rule] = field(default_factory=list)
+
+
+@dataclass
+class Grid:
+    """Table grid in working-frame pixels: column x-ranges (left to right) and row y-ranges (top down)."""
+
+    columns: list[tuple[float, float]] = field(default_factory=list)
+    rows: list[tuple[float, float]] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        """Return True when the page has a table (at least two columns)."""
+        return len(self.columns) >= 2
+
+    def column_at(self, x: float) -> int | None:
+        """Return the index of the column holding ``x``, or None outside the table."""
+        for i, (a, b) in enumerate(self.columns):
+            if a <= x < b:
+                return i
+        return None
+
+    def row_at(self, y: float) -> int | None:
+        """Return the index of the row band holding ``y``, or None above or below the table."""
+        for i, (a, b) in enumerate(self.rows):
+            if a <= y < b:
+                return i
+        return None
+
+
+def _fit_segments(mask: np.ndarray, vertical: bool, min_length: float) -> list[Rule]:
+    """Return one straight segment per connected run of ``mask`` at least ``min_length`` long."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    rules = []
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        length = h if vertical else w
+        if length < min_length:
+            continue
+        ys, xs = np.nonzero(labels[y : y + h, x : x + w] == i)
+        ys = ys + y
+        xs = xs + x
+        if vertical:
+            # x as a linear function of y: tolerates a slightly leaning rule.
+            b, a = np.polyfit(ys, xs, 1) if h > 1 else (0.0, float(xs.mean()))
+            y0, y1 = float(y), float(y + h - 1)
+            rules.append(Rule(a + b * y0, y0, a + b * y1, y1, area / max(h, 1)))
+        else:
+            b, a = np.polyfit(xs, ys, 1) if w > 1 else (0.0, float(ys.mean()))
+            x0, x1 = float(x), float(x + w - 1)
+            rules.append(Rule(x0, a + b * x0, x1, a + b * x1, area / max(w, 1)))
+    return rules
+
+
+def detect_rules(ink: np.ndarray, line_spacing: float) -> Ruling:
+    """Return the horizontal and vertical rules of a levelled ink mask.
+
+    ``line_spacing`` (pixels between text rows) sets the scale: a vertical rule
+    must be straight over three rows, longer than any ascender or long ``ſ``; a
+    horizontal one longer than a flourish under a word.
+    """
+    h, w = ink.shape
+    img = ink.astype(np.uint8)
+    kv = int(max(25, 3.0 * line_spacing))
+    kh = int(max(25, 4.0 * line_spacing))
+    vert = cv2.morphologyEx(img, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, kv)))
+    horiz = cv2.morphologyEx(img, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (kh, 1)))
+    # Bridge the short breaks of a faded or crossed rule before measuring its length.
+    vert_joined = cv2.morphologyEx(
+        vert, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, int(line_spacing)))
+    )
+    horiz_joined = cv2.morphologyEx(
+        horiz, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (int(line_spacing), 1))
+    )
+    v_rules = _fit_segments(vert_joined, vertical=True, min_length=max(kv, 0.08 * h))
+    h_rules = _fit_segments(horiz_joined, vertical=False, min_length=kh)
+    # Removal masks: the opened pixels grown by one pixel across the rule, so the
+    # anti-aliased fringe goes too.
+    vmask = cv2.dilate(vert, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 1))).astype(bool)
+    hmask = cv2.dilate(horiz, cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3))).astype(bool)
+    return Ruling(hmask, vmask, h_rules, v_rules)
+
+
+def remove_rules(ink: np.ndarray, ruling: Ruling) -> np.ndarray:
+    """Return the ink mask without the pixels of its rules."""
+    return ink & ~ruling.horizontal_mask & ~ruling.vertical_mask
+
+
+def table_grid(ruling: Ruling, shape: tuple[int, int], min_column: float) -> Grid:
+    """Return the table grid: columns between long vertical rules, rows between long horizontal rules.
+
+    Vertical rules closer than ``min_column`` pixels (double rules, a rule and
+    the page edge) bound no column of their own.
+    """
+    h, w = shape
+    tall = [r for r in ruling.vertical if r.length >= 0.25 * h]
+    if len(tall) < 2:
+        return Grid()
+    mid = h / 2
+    xs = sorted(r.x_at(mid) for r in tall)
+    merged = [xs[0]]
+    for x in xs[1:]:
+        if x - merged[-1] < min_column:
+            merged[-1] = (merged[-1] + x) / 2
+        else:
+            merged.append(x)
+    columns = list(zip(merged[:-1], merged[1:], strict=True))
+    if not columns:
+        return Grid()
+    left, right = merged[0], merged[-1]
+    top = min(r.y0 for r in tall)
+    bottom = max(r.y1 for r in tall)
+    wide = sorted(
+        (r.y0 + r.y1) / 2
+        for r in ruling.horizontal
+        if min(r.x1, right) - max(r.x0, left) >= 0.4 * (right - left)
+    )
+    ys = [top] + [y for y in wide if top < y < bottom] + [bottom]
+    bounds = [ys[0]]
+    for y in ys[1:]:
+        if y - bounds[-1] < min_column:
+            bounds[-1] = max(bounds[-1], y) if y == ys[-1] else bounds[-1]
+        else:
+            bounds.append(y)
+    rows = list(zip(bounds[:-1], bounds[1:], strict=True)) or [(top, bottom)]
+    return Grid(columns, rows)

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from ocr.charset import Charset
+from ocr.checkpoint import load_model, save_model
+from ocr.inference import Recognizer, greedy_decode
+from ocr.model import CRNN, CRNNConfig
+
+
+@pytest.fixture()
+def small_model():
+    torch.manual_seed(0)
+    cs = Charset.build([])
+    return CRNN(CRNNConfig(num_classes=len(cs), channels=(8, 16, 16, 16), lstm_hidden=16, lstm_layers=2)), cs
+
+
+@pytest.mark.parametrize("width", [9, 64, 111, 2500])
+def test_any_width_gives_width_over_two_frames(small_model, width):
+    model, cs = small_model
+    model.eval()
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 1, 48, width))
+    assert out.shape == (width // 2, 1, len(cs))
+    assert torch.allclose(out.exp().sum(-1), torch.ones(width // 2), atol=1e-4)
+
+
+def test_a_long_line_has_enough_frames():
+    # The longest LECTAUREP label is 122 chars; at the tightest 4.35 px/char a line is ~530 px wide.
+    from ocr.train import fits_ctc
+
+    assert fits_ctc(122, 5, 530, CRNNConfig(num_classes=2).width_stride)
+    assert not fits_ctc(122, 5, 250, 2)
+
+
+def test_recognizer_keeps_input_order_across_width_buckets(small_model):
+    model, cs = small_model
+    rec = Recognizer(model, cs, max_batch_pixels=48 * 48 * 4)
+    crops = [np.full((48, w), 255, np.uint8) for w in (300, 20, 150, 40, 90)]
+    lps = rec.logprobs(crops)
+    assert [lp.shape[0] for lp in lps] == [150, 10, 75, 20, 45]
+    assert len(rec.batches(crops)) > 1
+    with pytest.raises(ValueError):
+        rec.logprobs([np.zeros((32, 40), np.uint8)])
+
+
+def test_greedy_decode_collapses_repeats_and_blanks():
+    cs = Charset(["a", "b"])
+    seq = [1, 1, 0, 1, 2, 2, 0, 0]
+    lp = np.log(np.full((len(seq), 3), 0.05, np.float32))
+    for t, k in enumerate(seq):
+        lp[t, k] = np.log(0.9)
+    r = greedy_decode(lp, cs)
+    assert r.text == "aab"
+    assert r.char_frames == [0, 3, 4]
+    assert r.confidence == pytest.approx(0.9, abs=1e-5) and len(r.char_confidences) == 3
+
+
+def test_checkpoint_roundtrip(tmp_path, small_model):
+    model, cs = small_model
+    path = tmp_path / "m.pt"
+    save_model(path, model, cs, "test-1")
+    loaded, cs2, version = load_model(path)
+    assert version == "test-1" and cs2.chars == cs.chars
+    x = torch.rand(2, 1, 48, 60)
+    model.eval()
+    with torch.inference_mode():
+        assert torch.allclose(model(x), loaded(x))
+
+
+def test_bad_model_files_give_clear_errors(tmp_path):
+    from ocr.checkpoint import ModelFileError
+
+    with pytest.raises(ModelFileError, match="no such model"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="not a readable model"):
+        load_model(tmp_path / "junk.pt")

@@ -1,0 +1,52 @@
+"""The `registre` command as a user runs it: help texts and the eval contract on a real page."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REGISTRE = [sys.executable, "-m", "flows.cli"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*REGISTRE, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_help_lists_every_subcommand():
+    out = run("--help")
+    assert out.returncode == 0
+    for cmd in ("digitize", "eval", "train", "build-lm", "show"):
+        assert cmd in out.stdout
+    ev = run("eval", "--help").stdout
+    assert "--segmentation" in ev and "--no-lm" in ev and "--predictions" in ev
+
+
+def test_eval_gt_no_lm_on_a_real_page(tmp_path, example_pages, repo_root):
+    if not (repo_root / "models" / "registre-crnn.pt").exists():
+        pytest.fail("the shipped recognizer models/registre-crnn.pt is missing")
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    page = example_pages[0]
+    for f in (page, page.with_suffix(".xml")):
+        (gt / f.name).write_bytes(f.read_bytes())
+    preds = tmp_path / "preds.jsonl"
+    out = run("eval", str(gt), "--segmentation", "gt", "--no-lm", "--predictions", str(preds))
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    for key in ("cer", "wer", "lines", "chars", "lines_per_s", "seconds"):
+        assert key in result
+    assert result["lines"] > 30 and result["chars"] > 100
+    # A real trained model, on a page it never trained on: far better than chance.
+    assert result["cer"] < 0.6
+    rows = [json.loads(x) for x in preds.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == result["lines"]
+    assert set(rows[0]) == {"page", "line_id", "text", "confidence"}
+    assert all(0.0 <= r["confidence"] <= 1.0 for r in rows)
+
+
+def test_eval_on_a_folder_without_ground_truth_fails_clearly(tmp_path):
+    out = run("eval", str(tmp_path), "--no-lm")
+    assert out.returncode != 0
+    assert "no ALTO or PAGE-XML" in out.stderr
