@@ -25,7 +25,10 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from ocr.corpus import DEFAULT_DATA  # noqa: E402
 from ocr.synthetic import SyntheticLines  # noqa: E402
 
-LABEL_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/opentype/urw-base35/NimbusSans-Regular.otf")
+LABEL_FONTS = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/opentype/urw-base35/NimbusSans-Regular.otf",
+)
 
 
 def cpu_model() -> str:
@@ -100,14 +103,14 @@ def main() -> None:
         gen.renderer.metrics(face)
     gen(np.random.default_rng(args.seed + 2), 200)
     t_warm = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     lines = gen(np.random.default_rng(args.seed + 3), n)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     lens = np.array([len(t) for _, t in lines])
     widths = np.array([im.shape[1] for im, _ in lines])
     styles = {s: sum(f.style == s for f in gen.faces) for s in ("script", "print", "plain")}
 
-    print(f"machine: {cpu_model()}, {os.cpu_count()} cores (timed on 1 thread)")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores (timed on 1 thread; load average {os.getloadavg()[0]:.1f})")
     print(f"fonts: {len(gen.faces)} usable ({', '.join(f'{k} {v}' for k, v in styles.items())})")
     print(f"| {'measure':34s} | {'value':>10s} |")
     print(f"|{'-' * 36}|{'-' * 12}|")
@@ -115,8 +118,9 @@ def main() -> None:
         ("set-up (names, vocabulary, fonts) s", f"{t_init:.2f}"),
         ("warm-up (font metrics, 200 lines) s", f"{t_warm:.2f}"),
         ("lines generated", f"{n}"),
-        ("lines/s (1 core)", f"{n / dt:.0f}"),
-        ("ms per line", f"{1000 * dt / n:.2f}"),
+        ("lines/s (wall clock)", f"{n / dt:.0f}"),
+        ("lines/s (CPU time of this process)", f"{n / cpu:.0f}"),
+        ("ms CPU per line", f"{1000 * cpu / n:.2f}"),
         ("text length median / p90 / max", f"{np.median(lens):.0f}/{np.percentile(lens, 90):.0f}/{lens.max()}"),
         ("crop width median / p90 px", f"{np.median(widths):.0f}/{np.percentile(widths, 90):.0f}"),
         ("px per char (median)", f"{np.median(widths / lens):.1f}"),

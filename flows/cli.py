@@ -65,6 +65,12 @@ def digitize(
     beam_width: BeamOpt = None,
     hotwords: HotwordsOpt = None,
     device: DeviceOpt = None,
+    dask_address: Annotated[
+        str | None, typer.Option("--dask-address", help="Run chunk tasks on this Dask scheduler (tcp://host:8786).")
+    ] = None,
+    dask_workers: Annotated[
+        int | None, typer.Option("--dask-workers", min=1, help="Run chunk tasks on a local Dask cluster of N.")
+    ] = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Read every page under SRC and write DST/<page-id>.json (+ ALTO/PAGE-XML) and DST/manifest.jsonl.
@@ -72,7 +78,21 @@ def digitize(
     Pages already done with the same model are skipped; exit code 0 only when every page is done.
     """
     _logging(verbose)
-    _fail("digitize: the Prefect flow is not built yet (issue 6)")
+    from flows.terminal import digitize_in_terminal
+
+    settings = _settings(
+        model=model,
+        lm=lm,
+        no_lm=no_lm,
+        beam_width=beam_width,
+        hotwords=hotwords,
+        device=device,
+        chunk_size=chunk_size,
+        formats=formats.split(","),
+        dask_address=dask_address,
+        dask_workers=dask_workers,
+    )
+    raise typer.Exit(digitize_in_terminal(src, out, settings, only_failed=only_failed, force=force, verbose=verbose))
 
 
 @app.command("eval")

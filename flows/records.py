@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -128,11 +129,15 @@ def record_from_json(data: bytes | str) -> PageRecord:
 
 
 def page_id_for(key: str) -> str:
-    """Return a safe page id for a source key: its path without extension, ``/`` turned into ``__``."""
+    """Return a safe page id for a source key: its path without extension, ``/`` turned into ``__``.
+
+    Accents are dropped and anything outside ``[A-Za-z0-9._-]`` becomes ``_``.
+    """
     stem = key.rsplit(".", 1)[0] if "." in key.rsplit("/", 1)[-1] else key
-    parts = [p for p in re.split(r"[/\\]+", stem) if p not in ("", ".", "..")]
-    safe = "__".join(_UNSAFE.sub("_", p) for p in parts)
-    safe = _DOTS.sub(".", safe).strip(".")
+    # French names keep their letters: "Été" -> "Ete", not "_t_".
+    stem = "".join(c for c in unicodedata.normalize("NFKD", stem) if not unicodedata.combining(c))
+    parts = (_DOTS.sub(".", _UNSAFE.sub("_", p)).strip(".") for p in re.split(r"[/\\]+", stem))
+    safe = "__".join(p for p in parts if p)
     if not safe:
         safe = "page"
     if len(safe) > MAX_ID_LENGTH:

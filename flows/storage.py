@@ -190,11 +190,17 @@ class LocalStorage(Storage):
             raise
 
     def delete(self, key: str) -> None:
-        """Remove the file if present."""
+        """Remove the file if present, and its folder if that leaves it empty (S3 has no empty folders)."""
+        path = self._path(key)
         try:
-            self._path(key).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
             raise StorageError(f"{self.describe(key)}: cannot delete ({exc})", transient=is_transient(exc)) from exc
+        if path.parent != self.root:
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass  # not empty, or already gone
 
     def exists(self, key: str) -> bool:
         """Return True when the file exists."""

@@ -20,6 +20,8 @@ from fontTools.ttLib import TTFont, TTLibError
 from PIL import ImageFont
 
 log = logging.getLogger(__name__)
+# Several Debian faces carry a padded 'post' table; fontTools warns about each on load, harmlessly.
+logging.getLogger("fontTools.ttLib.tables._p_o_s_t").setLevel(logging.ERROR)
 
 FONT_DIRS = (Path("/usr/share/fonts"), Path("/usr/local/share/fonts"), Path.home() / ".fonts")
 FONT_SUFFIXES = (".ttf", ".otf")
@@ -40,7 +42,9 @@ _PLAIN_NAMES = re.compile(r"Sans|Gothic|Mono|Biolinum|Courier|Helvet|Arial", re.
 # Ecolier-lignes draws school ruling (Seyès) into every glyph, which registers never have;
 # femkeklaver draws its capitals and digits as hollow sketched outlines.
 _EXCLUDED_NAMES = re.compile(
-    r"Symbol|Ecolier-lignes|femkeklaver|D050000L|Dingbat|Math|LinBiolinum_K|LinLibertine_I\.|ExtraLight|Emoji|Black|ExtraBold|Heavy", re.IGNORECASE
+    r"Symbol|Ecolier-lignes|femkeklaver|D050000L|Dingbat|Math|LinBiolinum_K|LinLibertine_I\."
+    r"|ExtraLight|Emoji|Black|ExtraBold|Heavy",
+    re.IGNORECASE,
 )
 
 # Characters that need no glyph: the space is layout, ``^`` marks a superscript run.
@@ -166,7 +170,7 @@ def load_faces(paths: Iterable[Path], wanted: Iterable[str]) -> list[FontFace]:
         chars = drawable_chars(path, wanted)
         # A face without the lower-case alphabet and digits would only ever draw a few strings.
         if sum(c in chars for c in "abcdefghijklmnopqrstuvwxyz0123456789") < 30:
-            log.info("%s: too few letters and digits (%d of %d wanted characters), not used", path.name, len(chars), len(wanted))
+            log.info("%s: too few letters and digits (%d wanted characters drawn), not used", path.name, len(chars))
             continue
         try:
             with TTFont(path, lazy=True, fontNumber=0) as font:

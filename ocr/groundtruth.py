@@ -91,6 +91,16 @@ def _iter(el: Element, name: str) -> list[Element]:
     return [c for c in el.iter() if _local(c.tag) == name]
 
 
+def _number(value: str | None, where: str, default: int = 0) -> int:
+    """Return an attribute as a whole number of pixels; raises GroundTruthError for non-finite or junk values."""
+    if value is None or not value.strip():
+        return default
+    try:
+        return round(float(value))
+    except (ValueError, OverflowError) as exc:  # "x", "nan", "inf"
+        raise GroundTruthError(f"{where}: bad number {value[:30]!r}") from exc
+
+
 def _points(text: str | None, where: str) -> list[Point]:
     """Parse ``"x y x y"`` (ALTO) or ``"x,y x,y"`` (PAGE, ALTO 4.2) into integer points."""
     if not text or not text.strip():
@@ -98,7 +108,7 @@ def _points(text: str | None, where: str) -> list[Point]:
     nums = re.split(r"[\s,]+", text.strip())
     try:
         vals = [round(float(n)) for n in nums]
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise GroundTruthError(f"{where}: bad coordinates {text[:60]!r}") from exc
     if len(vals) % 2:
         raise GroundTruthError(f"{where}: odd number of coordinates")
@@ -128,10 +138,7 @@ def read_alto(path: str | Path) -> GroundTruthPage:
     if not pages:
         raise GroundTruthError(f"{path}: no <Page> element")
     page = pages[0]
-    try:
-        width, height = int(float(page.get("WIDTH", "0"))), int(float(page.get("HEIGHT", "0")))
-    except ValueError as exc:
-        raise GroundTruthError(f"{path}: bad page size") from exc
+    width, height = _number(page.get("WIDTH"), f"{path}: page WIDTH"), _number(page.get("HEIGHT"), f"{path}: page HEIGHT")
     file_names = [f.text for f in _iter(root, "fileName") if f.text]
     out = GroundTruthPage(path, _find_image(path, file_names[0] if file_names else None), width, height)
     for block in _iter(page, "TextBlock"):
@@ -142,8 +149,8 @@ def read_alto(path: str | Path) -> GroundTruthPage:
             shapes = [p for s in _children(line, "Shape") for p in _children(s, "Polygon")]
             polygon = _points(shapes[0].get("POINTS"), where) if shapes else []
             if not polygon:
-                x, y = int(float(line.get("HPOS", 0))), int(float(line.get("VPOS", 0)))
-                w, h = int(float(line.get("WIDTH", 0))), int(float(line.get("HEIGHT", 0)))
+                x, y = _number(line.get("HPOS"), where), _number(line.get("VPOS"), where)
+                w, h = _number(line.get("WIDTH"), where), _number(line.get("HEIGHT"), where)
                 polygon = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
             words = [s.get("CONTENT", "") for s in _children(line, "String")]
             line_type = " ".join(tags.get(t, "") for t in (line.get("TAGREFS") or "").split()).strip()
@@ -175,10 +182,8 @@ def read_page_xml(path: str | Path) -> GroundTruthPage:
     if not pages:
         raise GroundTruthError(f"{path}: no <Page> element")
     page = pages[0]
-    try:
-        width, height = int(page.get("imageWidth", "0")), int(page.get("imageHeight", "0"))
-    except ValueError as exc:
-        raise GroundTruthError(f"{path}: bad page size") from exc
+    width = _number(page.get("imageWidth"), f"{path}: imageWidth")
+    height = _number(page.get("imageHeight"), f"{path}: imageHeight")
     out = GroundTruthPage(path, _find_image(path, page.get("imageFilename")), width, height)
     for region in _iter(page, "TextRegion"):
         block_type = region.get("type") or _page_line_type(region.get("custom"))

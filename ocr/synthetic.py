@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 import unicodedata
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +103,8 @@ RARE_WORDS = (
     "Zoé", "aîné", "aînée", "naïf", "Gaëtan", "Raphaël", "Israël", "Haÿ", "L'Haÿ", "Citroën", "Mme Bœuf",
     "maître", "Maître", "île", "Île de la Cité", "fidéï commis", "goût", "dû", "dûe", "mûr", "Moët", "Saül",
 )
+LINKS = ("à", "de", "et", "par", "pour", "à Mr", "deMr", "au profit de", "épouse de", "Vve de")
+TITLES = ("Mr", "Mr", "M.", "M^r", "Made", "Mad^e", "Mme", "M^me", "Delle", "Mlle", "Me", "Vve", "V^e", "Sr")
 HEADERS = (
     "NOMS, PRÉNOMS ET DOMICILES DES PARTIES.", "NATURE ET ESPÈCE", "DES ACTES :", "DATES", "DATES.",
     "RELATION", "DE L'ENREGISTREMENT.", "EN MINUTES.", "EN BREVETS.", "DROITS.", "INDICATIONS, SITUATIONS",
@@ -117,6 +119,7 @@ _ACCENT_RULES = (
     (re.compile(r"ESNE"), "ÊNE"),
 )
 _PARTICLES = ("de", "du", "de la", "d'", "Le", "La", "De")
+_PARTICLE_RE = re.compile(r"\b(?:De|Du|Des)\b(?= )|(?<=De )La\b|(?<=de )La\b")
 _SUPERSCRIPT = re.compile(r"\^([^\s,.;:()'\"^]+)")
 _SPACE_RE = re.compile(r"\s+")
 
@@ -128,7 +131,8 @@ def strip_accents(text: str) -> str:
 
 def name_case(name: str) -> str:
     """Return an upper-case name in register capitalization (``JEAN-PIERRE`` -> ``Jean-Pierre``)."""
-    return re.sub(r"[^\W\d_]+", lambda m: m.group(0)[0] + m.group(0)[1:].lower(), name.lower().title())
+    # Nobiliary particles stay lower case inside a name: "DE LA FONTAINE" -> "de la Fontaine".
+    return _PARTICLE_RE.sub(lambda m: m.group(0).lower(), name.title())
 
 
 @dataclass
@@ -139,9 +143,11 @@ class RegisterVocabulary:
     firstnames: list[str]
     #: First names written in the training pages, with their counts (19th-century usage).
     historical_firstnames: list[str] = field(default_factory=list)
-    historical_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: Cumulative sampling weights of ``historical_firstnames`` (square root of their counts).
+    historical_cdf: np.ndarray = field(default_factory=lambda: np.zeros(0))
     words: list[str] = field(default_factory=list)
-    word_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    #: Cumulative sampling weights of ``words`` (square root of their counts).
+    word_cdf: np.ndarray = field(default_factory=lambda: np.zeros(0))
     lines: list[str] = field(default_factory=list)
     printed: list[str] = field(default_factory=list)
     #: Upper-case unaccented form -> accented upper-case form (from the first names and real words).
@@ -170,6 +176,16 @@ def read_training_texts(gt_dir: Path) -> tuple[list[str], list[str]]:
     return lines, printed
 
 
+def _cdf(weights: np.ndarray) -> np.ndarray:
+    total = weights.sum()
+    return np.cumsum(weights) / total if total > 0 else np.zeros(0)
+
+
+def _draw(rng: np.random.Generator, cdf: np.ndarray) -> int:
+    """Return an index drawn with the weights whose cumulative sum is ``cdf``."""
+    return min(int(np.searchsorted(cdf, rng.random(), side="right")), len(cdf) - 1)
+
+
 def load_vocabulary(names_dir: Path, gt_dir: Path | None = None) -> RegisterVocabulary:
     """Return the vocabulary of ``names_dir`` (surnames.txt, firstnames.txt) and the training pages of ``gt_dir``."""
     names_dir = Path(names_dir)
@@ -188,7 +204,7 @@ def load_vocabulary(names_dir: Path, gt_dir: Path | None = None) -> RegisterVoca
     alphabet = frozenset(FRENCH_BASE) | {c for t in lines + printed for c in t}
 
     word_counts = Counter(w for t in lines for w in t.split())
-    first_upper = {f: f for f in firstnames}
+    known_firstnames = set(firstnames)
     accents: dict[str, str] = {}
     for f in firstnames:
         plain = strip_accents(f)
@@ -198,7 +214,7 @@ def load_vocabulary(names_dir: Path, gt_dir: Path | None = None) -> RegisterVoca
     for w, n in word_counts.items():
         core = w.strip(",.;:()")
         up = core.upper()
-        if len(core) > 1 and core[0].isupper() and up in first_upper:
+        if len(core) > 1 and core[0].isupper() and up in known_firstnames:
             historical[core] += n
         plain = strip_accents(up)
         if plain != up and up.isalpha():
@@ -212,9 +228,9 @@ def load_vocabulary(names_dir: Path, gt_dir: Path | None = None) -> RegisterVoca
         firstnames=firstnames,
         historical_firstnames=hist,
         # Square root: keep Marie and Louis frequent without drowning the rarer names.
-        historical_weights=np.sqrt(hcounts) / np.sqrt(hcounts).sum() if len(hist) else np.zeros(0),
+        historical_cdf=_cdf(np.sqrt(hcounts)),
         words=words,
-        word_weights=np.sqrt(wcounts) / np.sqrt(wcounts).sum() if words else np.zeros(0),
+        word_cdf=_cdf(np.sqrt(wcounts)),
         lines=lines,
         printed=printed,
         accents=accents,
@@ -245,6 +261,10 @@ class TextSampler:
 
     def __call__(self, rng: np.random.Generator) -> str:
         """Return one line of text in NFC, characters restricted to the vocabulary's alphabet."""
+        return self.sample(rng)[0]
+
+    def sample(self, rng: np.random.Generator) -> tuple[str, str]:
+        """Return (text in NFC, kind of line) — the kind lets the renderer print headers in type."""
         for _ in range(20):
             kind = self._kinds[int(rng.choice(len(self._kinds), p=self._p))]
             text = getattr(self, f"_{kind}")(rng)
@@ -252,8 +272,8 @@ class TextSampler:
             if len(text) > self.max_chars:
                 text = _cut_at_space(text, self.max_chars)
             if text and all(c in self.vocab.alphabet for c in text):
-                return text
-        return "Procuration"
+                return text, kind
+        return "Procuration", "deed"
 
     # -- pieces -------------------------------------------------------------
 
@@ -279,7 +299,7 @@ class TextSampler:
         """Return one first name, mostly from those the training pages use."""
         v = self.vocab
         if len(v.historical_firstnames) and rng.random() < 0.65:
-            return v.historical_firstnames[int(rng.choice(len(v.historical_firstnames), p=v.historical_weights))]
+            return v.historical_firstnames[_draw(rng, v.historical_cdf)]
         return name_case(v.firstnames[int(rng.integers(len(v.firstnames)))])
 
     def firstnames(self, rng: np.random.Generator) -> str:
@@ -290,7 +310,7 @@ class TextSampler:
         return seq[int(rng.integers(len(seq)))]
 
     def _title(self, rng: np.random.Generator) -> str:
-        return self._pick(rng, ("Mr", "Mr", "M.", "M^r", "Made", "Mad^e", "Mme", "M^me", "Delle", "Mlle", "Me", "Vve", "V^e", "Sr"))
+        return self._pick(rng, TITLES)
 
     # -- kinds --------------------------------------------------------------
 
@@ -303,7 +323,7 @@ class TextSampler:
         if u < 0.85:
             a, b = int(rng.integers(0, 12)), self._pick(rng, ("20", "75", "10", "40", "50", "25", "00", "60"))
             return f"{a}{self._pick(rng, ('.', ' ', '.', ','))}{b}"
-        return self._pick(rng, ('"', '" "', "-do-", "d°", "S", "M", "N°" + str(int(rng.integers(1, 400))), "Nos", "idem"))
+        return self._pick(rng, ('"', '" "', "-do-", "d°", "S", "M", f"N°{int(rng.integers(1, 400))}", "Nos", "idem"))
 
     def _deed(self, rng: np.random.Generator) -> str:
         deed = self._pick(rng, DEED_TYPES)
@@ -314,7 +334,7 @@ class TextSampler:
     def _word(self, rng: np.random.Generator) -> str:
         v = self.vocab
         n = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
-        return " ".join(v.words[int(i)] for i in rng.choice(len(v.words), size=n, p=v.word_weights))
+        return " ".join(v.words[_draw(rng, v.word_cdf)] for _ in range(n))
 
     def _name(self, rng: np.random.Generator) -> str:
         s = self.surname(rng)
@@ -328,7 +348,8 @@ class TextSampler:
         if u < 0.55:
             return f"{self._pick(rng, ('Me', 'M^e', 'Mr'))} {s} notaire"
         if u < 0.75:
-            return f"{s} ({self._pick(rng, ('par', 'par', 'au profit de', 'auProfit de'))} {self._title(rng)} {self.firstnames(rng)})"
+            by = self._pick(rng, ("par", "par", "au profit de", "auProfit de"))
+            return f"{s} ({by} {self._title(rng)} {self.firstnames(rng)})"
         if u < 0.9:
             return f"{self.firstnames(rng)} {s}"
         return f"{s}, {self.firstnames(rng)}"
@@ -376,7 +397,8 @@ class TextSampler:
             addr = head
         w = rng.random()
         if w < 0.25:
-            addr = f"{self._pick(rng, ('demt à Paris,', 'dem^t à Paris,', 'à Paris,', 'dt à Paris,', 'à Paris'))} {addr}"
+            where = self._pick(rng, ("demt à Paris,", "dem^t à Paris,", "à Paris,", "dt à Paris,", "à Paris"))
+            addr = f"{where} {addr}"
         elif w < 0.35:
             addr = f"à {self._pick(rng, TOWNS)} ({self._pick(rng, DEPARTMENTS)})"
         return addr
@@ -398,7 +420,8 @@ class TextSampler:
             return f"{digits}f{cents}{self._pick(rng, ('c', 'c.', ''))}"
         if u < 0.8:
             return f"{digits}^f"
-        return f"{self._pick(rng, ('de', 'pour', 'moyt', 'moy^t', 'somme de'))} {digits}{self._pick(rng, ('f', ' f', '^f', ' fr.'))}"
+        lead = self._pick(rng, ("de", "pour", "moyt", "moy^t", "somme de"))
+        return f"{lead} {digits}{self._pick(rng, ('f', ' f', '^f', ' fr.'))}"
 
     def _date(self, rng: np.random.Generator) -> str:
         return self.date(rng)
@@ -437,7 +460,8 @@ class TextSampler:
             elif u < 0.45:
                 pieces.append(self.address(rng) + self._pick(rng, (",", "", ".")))
             elif u < 0.55:
-                pieces.append(self._pick(rng, ("à", "de", "et", "par", "pour", "à Mr", "deMr", "au profit de", "épouse de", "Vve de")) + " " + self.firstnames(rng))
+                link = self._pick(rng, LINKS)
+                pieces.append(f"{link} {self.firstnames(rng)}")
             elif u < 0.65:
                 pieces.append(self.amount(rng))
             elif u < 0.72:
@@ -484,7 +508,9 @@ RAISED_ENDINGS = {
     "épx": "ép^x", "Bd": "B^d", "fe": "f^e", "1er": "1^er", "2e": "2^e", "Coe": "C^oe", "Rép.re": "Rép.^re",
 }
 _RAISED_RE = re.compile(
-    r"(?<![A-Za-zÀ-ÿ^])(" + "|".join(sorted(map(re.escape, RAISED_ENDINGS), key=len, reverse=True)) + r")(?![A-Za-zÀ-ÿ^])"
+    r"(?<![A-Za-zÀ-ÿ^])("
+    + "|".join(sorted(map(re.escape, RAISED_ENDINGS), key=len, reverse=True))
+    + r")(?![A-Za-zÀ-ÿ^])"
 )
 
 
@@ -541,23 +567,30 @@ class LineRenderer:
 
     #: Font sizes are quantized to this step (pixels) so loaded faces can be cached.
     SIZE_STEP = 3
+    #: Loaded (face, size) pairs kept for reuse.
+    MAX_CACHED_FONTS = 400
     #: Narrowest output, in pixels per character of the label (real lines: median ~9.5).
     MIN_PX_PER_CHAR = 3.5
 
     def __init__(self, faces: Sequence[FontFace], height: int = LINE_HEIGHT) -> None:
         self.faces = list(faces)
         self.height = height
-        self._fonts: dict[tuple[Path, int], ImageFont.FreeTypeFont] = {}
+        self._fonts: OrderedDict[tuple[Path, int], ImageFont.FreeTypeFont] = OrderedDict()
         self._metrics: dict[Path, _FontMetrics] = {}
 
     def font(self, face: FontFace, size: int) -> ImageFont.FreeTypeFont:
-        """Return the Pillow font of ``face`` at ``size`` px (cached)."""
+        """Return the Pillow font of ``face`` at ``size`` px (least-recently-used cache)."""
         key = (face.path, size)
         f = self._fonts.get(key)
         if f is None:
             # BASIC layout: no shaping engine needed for Latin text, and several times faster.
             f = ImageFont.truetype(str(face.path), size, layout_engine=ImageFont.Layout.BASIC)
             self._fonts[key] = f
+            # Each loaded size holds ~0.1 MB of FreeType state: bound the cache.
+            if len(self._fonts) > self.MAX_CACHED_FONTS:
+                self._fonts.popitem(last=False)
+        else:
+            self._fonts.move_to_end(key)
         return f
 
     def metrics(self, face: FontFace) -> _FontMetrics:
@@ -623,8 +656,10 @@ class LineRenderer:
         height = baseline + int(desc + max(margin_bottom, 0.6 * desc)) + 2
         img = Image.new("L", (max(width, 8), height), 0)
         draw = ImageDraw.Draw(img)
+        # Each word sits a little off the line, as a pen lifted between words lands again.
+        jitter = hb * float(rng.uniform(0.0, 0.04))
         for px, word, sup in pieces:
-            y = baseline - (xh * float(rng.uniform(0.75, 1.05)) if sup else 0.0)
+            y = baseline + float(rng.normal(0.0, jitter)) - (xh * float(rng.uniform(0.75, 1.05)) if sup else 0.0)
             draw.text((pad + px, y), word, font=sup_font if sup else font, fill=255, anchor="ls")
         band_top, band_bottom = baseline - int(round(asc)), baseline + int(round(desc))
         top, bottom = band_top - int(margin_top), band_bottom + int(margin_bottom)
@@ -649,7 +684,7 @@ class LineRenderer:
         draw.text((x, baseline), word, font=font, fill=255, anchor="ls")
 
     def render(self, text: str, face: FontFace, rng: np.random.Generator, label_chars: int | None = None) -> np.ndarray:
-        """Return ``text`` drawn in ``face`` as a degraded uint8 crop of height ``self.height`` (dark ink on light paper).
+        """Return ``text`` drawn in ``face``: a degraded uint8 crop of height ``self.height``, dark ink on light paper.
 
         ``label_chars`` is the length of the label the crop trains (``text`` less
         its ``^`` markers, by default), for the minimum width per character.
@@ -675,8 +710,10 @@ class LineRenderer:
         out = resize_to_height(crop, self.height)
         stretch = float(rng.uniform(0.65, 1.1))
         # Never narrower than MIN_PX_PER_CHAR: the CTC label must fit the frames (stride 2, 0.8x augmentation).
-        width = max(8, round(out.shape[1] * stretch), int(np.ceil(self.MIN_PX_PER_CHAR * (label_chars or len(text)))))
-        out = cv2.resize(out, (width, self.height), interpolation=cv2.INTER_AREA if width < out.shape[1] else cv2.INTER_LINEAR)
+        min_width = int(np.ceil(self.MIN_PX_PER_CHAR * (label_chars or len(text))))
+        width = max(8, round(out.shape[1] * stretch), min_width)
+        interp = cv2.INTER_AREA if width < out.shape[1] else cv2.INTER_LINEAR
+        out = cv2.resize(out, (width, self.height), interpolation=interp)
         # Thin strokes lose coverage in the downscale; a pen still inks them fully dark.
         out = np.clip(out * (1.0 / max(0.3, 0.85 * float(out.max()))), 0, 1)
         out = _rules(out, rng)
@@ -721,9 +758,9 @@ def _warp(mask: np.ndarray, rng: np.random.Generator, baseline: int, band: int) 
     map_x = xs + shear * (ys - baseline)
     wander = _smooth_field(rng, 1, w, float(rng.uniform(60, 250)))[0] * band * float(rng.uniform(0, 0.08))
     map_y = ys + wander[None, :]
-    if rng.random() < 0.6:
-        cell = float(rng.uniform(6, 14))
-        amp = float(rng.uniform(0.5, 2.0)) * band / 50
+    if rng.random() < 0.7:
+        cell = float(rng.uniform(5, 12))
+        amp = float(rng.uniform(0.5, 2.5)) * band / 40
         map_x += _smooth_field(rng, h, w, cell) * amp
         map_y += _smooth_field(rng, h, w, cell) * amp
     return cv2.remap(mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -737,11 +774,13 @@ def _rules(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         y = int(rng.integers(0, 5)) if rng.random() < 0.5 else int(rng.integers(h - 6, h))
         x0 = 0 if rng.random() < 0.7 else int(rng.integers(0, max(1, w // 2)))
         x1 = w if rng.random() < 0.7 else int(rng.integers(x0 + 1, w + 1))
-        cv2.line(mask, (x0, y), (x1, y + int(rng.integers(-1, 2))), float(rng.uniform(0.4, 1.0)), int(rng.integers(1, 3)))
-    if rng.random() < 0.2:
-        # Vertical cell border at one end.
-        x = int(rng.integers(0, 4)) if rng.random() < 0.6 else int(rng.integers(max(0, w - 4), w))
-        cv2.line(mask, (x, int(rng.integers(0, h // 3))), (x + int(rng.integers(-1, 2)), h), float(rng.uniform(0.5, 1.0)), int(rng.integers(1, 4)))
+        tilt, ink, thick = int(rng.integers(-1, 2)), float(rng.uniform(0.4, 1.0)), int(rng.integers(1, 3))
+        cv2.line(mask, (x0, y), (x1, y + tilt), ink, thick)
+    if rng.random() < 0.3:
+        # Vertical cell border at one end, mostly the left one (the column rule before the text).
+        x = int(rng.integers(0, 4)) if rng.random() < 0.7 else int(rng.integers(max(0, w - 4), w))
+        y0, tilt = int(rng.integers(0, h // 3)), int(rng.integers(-1, 2))
+        cv2.line(mask, (x, y0), (x + tilt, h), float(rng.uniform(0.5, 1.0)), int(rng.integers(1, 4)))
     return mask
 
 
@@ -809,12 +848,15 @@ class SyntheticLines:
             ", ".join(f"{s}: {len(self._families[s])}" for s in self._styles),
         )
 
-    def pick_face(self, rng: np.random.Generator, text: str) -> FontFace | None:
-        """Return a font that draws every character of ``text`` (style, family, file drawn at random), or None."""
+    def pick_face(self, rng: np.random.Generator, text: str, style: str | None = None) -> FontFace | None:
+        """Return a font that draws every character of ``text`` (style, family, file drawn at random), or None.
+
+        ``style`` forces the style class (when installed) instead of drawing it.
+        """
         for _ in range(6):
-            style = self._styles[int(rng.choice(len(self._styles), p=self._style_p))]
-            fams = self._families[style]
-            faces = self._family_faces[(style, fams[int(rng.integers(len(fams)))])]
+            st = style if style in self._families else self._styles[int(rng.choice(len(self._styles), p=self._style_p))]
+            fams = self._families[st]
+            faces = self._family_faces[(st, fams[int(rng.integers(len(fams)))])]
             face = faces[int(rng.integers(len(faces)))]
             if face.covers(text):
                 return face
@@ -824,8 +866,11 @@ class SyntheticLines:
     def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, str, FontFace]:
         """Return one (crop, text, font) triple."""
         for _ in range(50):
-            label, drawn = superscript_convention(self.sampler(rng), rng)
-            face = self.pick_face(rng, drawn)
+            text, kind = self.sampler.sample(rng)
+            label, drawn = superscript_convention(text, rng)
+            # Column headers are printed in the real registers.
+            style = PRINT if kind == "header" and rng.random() < 0.8 else None
+            face = self.pick_face(rng, drawn, style)
             if face is not None:
                 break
         else:

@@ -175,16 +175,19 @@ def train(cfg: TrainConfig, synthetic: Callable[[np.random.Generator, int], list
 
     while state.epoch < cfg.epochs:
         model.train()
-        items: list[tuple[np.ndarray, list[int]]] = [(s.image, e) for s, e in zip(keep, encoded, strict=True)]
+        # (image, labels, augment?): synthetic lines come already distorted by their renderer.
+        items: list[tuple[np.ndarray, list[int], bool]] = [
+            (s.image, e, cfg.augment) for s, e in zip(keep, encoded, strict=True)
+        ]
         if synthetic is not None and cfg.synthetic_ratio > 0:
             for img, text in synthetic(np_rng, int(len(keep) * cfg.synthetic_ratio)):
                 ids = charset.encode(text)
-                if ids and fits_ctc(len(ids), _repeats(ids), int(img.shape[1] * 0.8), stride):
-                    items.append((img, ids))
+                if ids and fits_ctc(len(ids), _repeats(ids), img.shape[1], stride):
+                    items.append((img, ids, False))
         batches = make_batches([it[0].shape[1] for it in items], cfg.batch_size, py_rng)
         t0, seen, loss_sum = time.monotonic(), 0, 0.0
         for b, idx in enumerate(batches):
-            imgs = [augment_line(items[i][0], np_rng) if cfg.augment else items[i][0] for i in idx]
+            imgs = [augment_line(items[i][0], np_rng) if items[i][2] else items[i][0] for i in idx]
             labels = [items[i][1] for i in idx]
             x, widths = to_tensor_batch(imgs)
             x = x.to(device)

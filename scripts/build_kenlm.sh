@@ -24,8 +24,12 @@ VENV="$(cd "$VENV" && pwd)"
 have_binaries() {
     [[ -x "$VENV/bin/lmplz" && -x "$VENV/bin/build_binary" ]] || return 1
     # A binary copied from another machine may miss its Boost libraries: check it runs.
-    "$VENV/bin/lmplz" --help >/dev/null 2>&1 || return 1
-    "$VENV/bin/build_binary" 2>&1 | grep -q "Usage" || return 1
+    # Both print their usage and exit 1 when asked for help: check the text, not the status.
+    local usage
+    usage="$("$VENV/bin/lmplz" --help 2>&1 || true)"
+    [[ "$usage" == *"--order"* ]] || return 1
+    usage="$("$VENV/bin/build_binary" 2>&1 || true)"
+    [[ "$usage" == *"Usage"* ]] || return 1
 }
 
 if have_binaries; then
@@ -41,7 +45,11 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/kenlm-build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
 echo "build_kenlm.sh: fetching the kenlm==$KENLM_VERSION source package"
-"$VENV/bin/python" -m pip download --quiet --no-deps --no-binary :all: --dest "$WORK" "kenlm==$KENLM_VERSION"
+# --no-binary kenlm (not :all:, which would also compile kenlm's build requirement
+# cmake from source), --no-build-isolation so preparing the sdist's metadata uses
+# the venv's setuptools instead of installing build requirements.
+"$VENV/bin/python" -m pip download --quiet --no-deps --no-binary kenlm --no-build-isolation \
+    --dest "$WORK" "kenlm==$KENLM_VERSION" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 SDIST="$(ls "$WORK"/kenlm-*.tar.gz | head -n 1)"
 tar -xzf "$SDIST" -C "$WORK"
 SRC="$(find "$WORK" -maxdepth 1 -mindepth 1 -type d -name 'kenlm*' | head -n 1)"

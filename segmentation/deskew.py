@@ -87,6 +87,11 @@ class PageTransform:
         pts = np.asarray(points, np.float64).reshape(-1, 2)
         return pts @ inv[:, :2].T + inv[:, 2]
 
+    def then(self, other: PageTransform) -> PageTransform:
+        """Return the transform applying ``self`` first, then ``other`` (whose input is self's frame)."""
+        m = np.vstack([other.matrix, [0, 0, 1]]) @ np.vstack([self.matrix, [0, 0, 1]])
+        return PageTransform(m[:2], other.size, self.scale * other.scale, self.angle + other.angle)
+
     def apply(self, image: np.ndarray, border: int | bool = 255, interpolation: int | None = None) -> np.ndarray:
         """Return ``image`` (original-scan pixels) resampled into the working frame."""
         if interpolation is None:
@@ -122,6 +127,13 @@ def page_transform(shape: tuple[int, int], scale: float, angle: float = 0.0) -> 
     rot[1, 2] += nh / 2 - sh / 2
     m = rot @ np.array([[scale, 0, 0], [0, scale, 0], [0, 0, 1]], np.float64)
     return PageTransform(m, (nw, nh), scale, float(angle))
+
+
+def rotate_mask(mask: np.ndarray, angle: float) -> tuple[np.ndarray, PageTransform]:
+    """Return a boolean mask rotated by ``angle`` degrees on an enlarged canvas, and the transform used."""
+    tf = page_transform(mask.shape[:2], 1.0, angle)
+    turned = cv2.warpAffine(mask.astype(np.uint8) * 255, tf.matrix, tf.size, flags=cv2.INTER_LINEAR, borderValue=0)
+    return turned > 127, tf
 
 
 def rotate(image: np.ndarray, angle: float, border: int = 255) -> tuple[np.ndarray, PageTransform]:

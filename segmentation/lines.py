@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 from skimage.segmentation import watershed
 
-from segmentation.binarize import binarize_sauvola
-from segmentation.deskew import PageTransform, estimate_skew, page_transform
+from segmentation.binarize import binarize_sauvola, paper_mask
+from segmentation.deskew import PageTransform, estimate_skew, page_transform, rotate_mask
 from segmentation.rules import Grid, Ruling, detect_rules, remove_rules, table_grid
 from segmentation.types import Cell, Line, PageImage, PageSegmentation, Point, Table
 from segmentation.words import find_words
@@ -36,18 +36,30 @@ WORK_PIXELS = 3_600_000
 
 @dataclass(frozen=True)
 class SegmentationParams:
-    """Tunable constants of the line finder, in units of the page's x-height unless noted."""
+    """Tunable constants of the line finder, in units of the page's line spacing unless noted."""
 
     work_pixels: int = WORK_PIXELS  # pixels of the working image
-    sigma_along: float = 1.6  # Gaussian smear along the line
-    sigma_across: float = 0.45  # Gaussian smear across the line
+    sigma_along: float = 0.6  # Gaussian smear along the line
+    sigma_across: float = 0.12  # Gaussian smear across the line
     ridge_floor: float = 0.12  # ridge must exceed this share of the page's strong density
-    min_ridge: float = 1.0  # shorter ridges are dropped
-    split_gap: float = 3.0  # horizontal gap that splits a row into two lines
-    split_tall: float = 1.4  # components taller than this many line spacings are split pixelwise
-    min_line_ink: float = 0.6  # lines with less ink area (in x-height²) are noise
-    pad: float = 0.15  # polygon padding
-    bin_width: float = 1.0  # envelope bin width
+    min_ridge: float = 0.3  # shorter ridges are dropped
+    split_gap: float = 1.5  # horizontal gap that splits a row into two lines
+    split_tall: float = 1.3  # components taller than this are split pixelwise between rows
+    min_line_ink: float = 0.05  # lines with less ink area (in spacing²) are noise
+    pad: float = 0.05  # polygon padding around the ink, vertically
+    pad_x: float = 0.15  # polygon padding at the line's two ends
+    bin_width: float = 0.4  # envelope bin width
+    word_gap: float = 0.25  # blank run that separates words
+    small_width: float = 2.0  # narrower lines are pieces that may belong to a neighbour
+    attach_gap: float = 1.0  # a piece joins a line at most this far to its side
+    attach_above: float = 1.1  # ... with its centre at most this far above the line's baseline
+    attach_below: float = 0.5  # ... or this far below it
+    merge_dy: float = 0.35  # fragments whose baselines are closer than this are one line
+    ridge_reach: float = 0.3  # a ridge is the densest point this far up and down
+    above: float = 0.62  # polygon top above the baseline
+    below: float = 0.45  # polygon bottom below the baseline
+    band: int = 2  # polygon: 2 band grown to its ink, 1 band around the baseline, 0 the ink envelope
+    reach: float = 1.2  # ink further from the baseline does not grow the polygon
 
 
 def _working_scale(shape: tuple[int, int], work_pixels: int) -> float:
@@ -55,18 +67,52 @@ def _working_scale(shape: tuple[int, int], work_pixels: int) -> float:
     return min(1.0, float(np.sqrt(work_pixels / (h * w))))
 
 
-def estimate_x_height(ink: np.ndarray) -> float:
-    """Return the median height in pixels of letter-sized ink components (the x-height, roughly)."""
-    n, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return 12.0
-    hgt, wid, area = stats[1:, 3], stats[1:, 2], stats[1:, 4]
-    # Letter-like: not specks, not rules or flourishes spanning a large part of the page.
-    big = max(ink.shape) / 20
-    keep = (area >= 12) & (hgt >= 4) & (hgt < big) & (wid < 4 * big)
-    if keep.sum() < 20:
-        return 12.0
-    return float(np.clip(np.median(hgt[keep]), 6.0, big))
+def estimate_line_spacing(text: np.ndarray, lo: float = 8.0, hi: float | None = None) -> float:
+    """Return the distance in pixels between consecutive text rows of a levelled ink mask.
+
+    The rows' period is the first strong peak of the autocorrelation of the
+    horizontal projection profile, summed over vertical strips of the page (so
+    columns written at different heights do not blur each other out).
+    """
+    h, w = text.shape
+    hi = int(hi or max(lo + 2, h / 12))
+    strip = max(64, w // 10)
+    acc = np.zeros(hi + 1)
+    for x in range(0, max(1, w - strip + 1), strip // 2):
+        p = text[:, x : x + strip].sum(axis=1, dtype=np.float64)
+        p -= p.mean()
+        if not p.any():
+            continue
+        spec = np.fft.rfft(p, n=2 * h)
+        acc += np.fft.irfft(spec * np.conj(spec))[: hi + 1]
+    if acc[0] <= 0:
+        return max(lo, h / 60)
+    acc /= acc[0]
+    # Skip the central lobe (the rows' own thickness): start at its first minimum.
+    d = np.diff(acc)
+    rising = np.nonzero((d[int(lo) :] > 0))[0]
+    start = int(lo) + (int(rising[0]) if len(rising) else 0)
+    if start >= hi - 1:
+        return max(lo, h / 60)
+    seg = acc[start:]
+    best = float(seg.max())
+    # The first local maximum nearly as strong as the best: the best may be a multiple.
+    for i in range(1, len(seg) - 1):
+        if seg[i] >= seg[i - 1] and seg[i] >= seg[i + 1] and seg[i] >= 0.75 * best:
+            return float(start + i)
+    return float(start + int(np.argmax(seg)))
+
+
+def _drop_slivers(text: np.ndarray, spacing: float) -> np.ndarray:
+    """Return ``text`` without specks and the thin tall leftovers of removed rules."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(text.astype(np.uint8), connectivity=8)
+    w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
+    bad = (area < max(3, 0.002 * spacing * spacing)) | ((h > 1.2 * spacing) & (w < 0.1 * spacing))
+    bad |= (w > 1.2 * spacing) & (h < 0.06 * spacing)
+    bad[0] = False
+    if not bad.any():
+        return text
+    return text & ~bad[labels]
 
 
 def _to_points(pts: np.ndarray, w: int, h: int) -> list[Point]:
@@ -97,15 +143,15 @@ class _RowInk:
         return int(self.xs.max())
 
 
-def _ridges(density: np.ndarray, barrier: np.ndarray, floor: float, min_len: int) -> np.ndarray:
-    """Return a label image of the density map's ridges (local maxima across rows), cut at barriers."""
-    up = np.empty_like(density)
-    up[0] = -1
-    up[1:] = density[:-1]
-    down = np.empty_like(density)
-    down[-1] = -1
-    down[:-1] = density[1:]
-    ridge = (density > up) & (density >= down) & (density > floor) & ~barrier
+def _ridges(density: np.ndarray, barrier: np.ndarray, floor: float, min_len: int, reach: int) -> np.ndarray:
+    """Return a label image of the density map's ridges, cut at barriers.
+
+    A ridge pixel is the maximum of its column within ``reach`` pixels up and
+    down (so one text row gives one ridge, not one per ascender band).
+    """
+    kernel = np.ones((2 * reach + 1, 1), np.uint8)
+    peak = cv2.dilate(density, kernel)
+    ridge = (density >= peak) & (density > floor) & ~barrier
     n, labels, stats, _ = cv2.connectedComponentsWithStats(ridge.astype(np.uint8), connectivity=8)
     small = np.nonzero(stats[:, 2] < min_len)[0]
     if len(small):
@@ -141,6 +187,40 @@ def _envelope(ys: np.ndarray, xs: np.ndarray, bin_w: float, pad: float) -> np.nd
     return np.concatenate([upper, lower])
 
 
+def _band_envelope(
+    ys: np.ndarray, xs: np.ndarray, base: np.ndarray, bin_w: float, up: float, down: float, reach: float, pad: float,
+    pad_x: float,
+) -> np.ndarray:
+    """Return a polygon (N, 2): the band ``up``/``down`` around the baseline, grown to the ink it holds.
+
+    Ink further than ``reach`` from the baseline (a flourish, a neighbour's
+    descender) does not grow it.
+    """
+    x0, x1 = int(xs.min()), int(xs.max())
+    nb = max(1, int(np.ceil((x1 - x0 + 1) / bin_w)))
+    b = np.minimum(((xs - x0) / bin_w).astype(np.int64), nb - 1)
+    (bx0, by0), (bx1, by1) = base
+    slope = (by1 - by0) / max(bx1 - bx0, 1e-6)
+    centres = x0 + (np.arange(nb) + 0.5) * bin_w
+    base_y = by0 + slope * (centres - bx0)
+    rel = ys - (by0 + slope * (xs - bx0))
+    keep = (rel > -reach) & (rel < reach)
+    top = base_y - up
+    bot = base_y + down
+    tb = np.full(nb, np.inf)
+    bb = np.full(nb, -np.inf)
+    np.minimum.at(tb, b[keep], ys[keep] - pad)
+    np.maximum.at(bb, b[keep], ys[keep] + 1 + pad)
+    top = np.minimum(top, tb)
+    bot = np.maximum(bot, bb)
+    idx = np.arange(nb)
+    left = x0 + idx * bin_w - np.where(idx == 0, pad_x, 0)
+    right = np.minimum(x0 + (idx + 1) * bin_w, x1 + 1) + np.where(idx == nb - 1, pad_x, 0)
+    upper = np.stack([np.stack([left, right], 1).ravel(), np.repeat(top, 2)], 1)
+    lower = np.stack([np.stack([left, right], 1).ravel(), np.repeat(bot, 2)], 1)[::-1]
+    return np.concatenate([upper, lower])
+
+
 def _baseline(ys: np.ndarray, xs: np.ndarray, bin_w: float) -> np.ndarray:
     """Return the two end points (2, 2) of a straight baseline fitted to the lower edge of the core."""
     x0, x1 = int(xs.min()), int(xs.max())
@@ -148,44 +228,53 @@ def _baseline(ys: np.ndarray, xs: np.ndarray, bin_w: float) -> np.ndarray:
     b = np.minimum(((xs - x0) / bin_w).astype(np.int64), nb - 1)
     order = np.lexsort((ys, b))
     sb, sy = b[order], ys[order]
-    starts = np.searchsorted(sb, np.arange(nb))
-    ends = np.searchsorted(sb, np.arange(nb), side="right")
-    cx, cy = [], []
-    for i in range(nb):
-        if ends[i] > starts[i]:
-            col = sy[starts[i] : ends[i]]
-            # The lower edge of the letters' core: descenders are the sparse tail below.
-            cy.append(float(np.percentile(col, 80)))
-            cx.append(x0 + (i + 0.5) * bin_w)
-    if len(cx) >= 2 and cx[-1] - cx[0] > 2 * bin_w:
-        slope, icpt = np.polyfit(cx, cy, 1)
-        slope = float(np.clip(slope, -0.15, 0.15))
-        icpt = float(np.median(np.asarray(cy) - slope * np.asarray(cx)))
+    counts = np.bincount(sb, minlength=nb)
+    have = np.nonzero(counts)[0]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])[have]
+    # The lower edge of the letters' core: the 80th percentile of each bin's ink
+    # (descenders are the sparse tail below it).
+    cy = sy[starts + (0.8 * (counts[have] - 1)).astype(np.int64)].astype(np.float64)
+    cx = x0 + (have + 0.5) * bin_w
+    if len(cx) >= 3 and cx[-1] - cx[0] > 2 * bin_w:
+        slope = float(np.clip(np.polyfit(cx, cy, 1)[0], -0.15, 0.15))
+        icpt = float(np.median(cy - slope * cx))
     else:
-        slope, icpt = 0.0, float(np.median(cy)) if cy else float(ys.max())
+        slope, icpt = 0.0, float(np.median(cy))
     return np.array([[x0, icpt + slope * x0], [x1 + 1, icpt + slope * (x1 + 1)]])
 
 
-def _assign_rows(
-    text: np.ndarray, ruling: Ruling, xh: float, spacing: float, params: SegmentationParams
-) -> list[_RowInk]:
+def _barrier(ruling: Ruling, shape: tuple[int, int], f: float) -> np.ndarray:
+    """Return the vertical rules drawn into a mask of ``shape`` (the low-resolution density grid)."""
+    h, w = shape
+    mask = cv2.resize(ruling.vertical_mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_AREA) > 0
+    canvas = mask.astype(np.uint8)
+    for r in ruling.vertical:
+        p0 = (int(round(r.x0 * f)), int(round(r.y0 * f)))
+        p1 = (int(round(r.x1 * f)), int(round(r.y1 * f)))
+        cv2.line(canvas, p0, p1, 1, 1)
+    # Two pixels wide: an 8-connected ridge steps diagonally through a one-pixel wall.
+    return cv2.dilate(canvas, np.ones((1, 2), np.uint8)).astype(bool)
+
+
+def _assign_rows(text: np.ndarray, ruling: Ruling, spacing: float, params: SegmentationParams) -> list[_RowInk]:
     """Return the ink of every text row (working frame), rows cut at vertical rules and wide gaps."""
     h, w = text.shape
-    # Density map at a scale where the x-height is ~4 px: cheap and already smooth.
-    f = min(1.0, 4.0 / xh)
+    # Density map at a scale where rows are ~12 px apart: cheap and already smooth.
+    f = min(1.0, 12.0 / spacing)
     small = cv2.resize(text.astype(np.float32), None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-    sx, sy = params.sigma_along * xh * f, params.sigma_across * xh * f
-    density = cv2.GaussianBlur(small, (0, 0), sigmaX=sx, sigmaY=sy)
-    barrier_small = cv2.resize(ruling.vertical_mask.astype(np.uint8), (small.shape[1], small.shape[0]),
-                               interpolation=cv2.INTER_AREA) > 0
-    barrier_small = cv2.dilate(barrier_small.astype(np.uint8), np.ones((1, 3), np.uint8)).astype(bool)
+    unit = spacing * f
+    density = cv2.GaussianBlur(small, (0, 0), sigmaX=params.sigma_along * unit, sigmaY=params.sigma_across * unit)
+    barrier = _barrier(ruling, small.shape, f)
     strong = float(np.percentile(density[density > 0], 99)) if (density > 0).any() else 1.0
-    ridges = _ridges(density, barrier_small, params.ridge_floor * strong, max(2, int(params.min_ridge * xh * f)))
+    ridges = _ridges(
+        density, barrier, params.ridge_floor * strong, max(2, int(params.min_ridge * unit)),
+        max(1, int(round(params.ridge_reach * unit))),
+    )
     if ridges.max() == 0:
         return []
     landscape = -density
-    landscape[barrier_small] = density.max() + 1.0
-    regions = watershed(landscape, markers=ridges, mask=None)
+    landscape[barrier] = density.max() + 1.0
+    regions = watershed(landscape, markers=ridges)
     regions_full = cv2.resize(regions.astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST)
 
     n, comp, stats, _ = cv2.connectedComponentsWithStats(text.astype(np.uint8), connectivity=8)
@@ -217,17 +306,133 @@ def _assign_rows(
     srow = row_of_pixel[order]
     bounds = np.searchsorted(srow, np.arange(nreg + 1))
     rows: list[_RowInk] = []
-    gap = params.split_gap * xh
+    gap = params.split_gap * spacing
     for r in range(1, nreg):
         idx = order[bounds[r] : bounds[r + 1]]
         if len(idx) == 0:
             continue
         for part in _split_gaps(xs[idx], gap):
             sel = idx[part]
-            if len(sel) < params.min_line_ink * xh * xh:
+            if len(sel) < params.min_line_ink * spacing * spacing:
                 continue
             rows.append(_RowInk(ys[sel], xs[sel], float(ridge_y[r])))
     return rows
+
+
+def _crosses_rule(ruling: Ruling, xa: float, xb: float, y: float, tol: float) -> bool:
+    """Return True when a vertical rule runs between x ``xa`` and ``xb`` at height ``y``."""
+    lo, hi = min(xa, xb), max(xa, xb)
+    for r in ruling.vertical:
+        if r.y0 - tol <= y <= r.y1 + tol and lo < r.x_at(y) < hi:
+            return True
+    return False
+
+
+def _merge_rows(rows: list[_RowInk], ruling: Ruling, spacing: float, params: SegmentationParams) -> list[_RowInk]:
+    """Return the rows with fragments of one text line joined: same baseline, small gap, no rule between."""
+    n = len(rows)
+    if n < 2:
+        return rows
+    bin_w = max(2.0, params.bin_width * spacing)
+    fits = np.array([_baseline(r.ys, r.xs, bin_w) for r in rows])  # (n, 2, 2)
+    x0 = np.array([r.x0 for r in rows], np.float64)
+    x1 = np.array([r.x1 for r in rows], np.float64)
+    slope = (fits[:, 1, 1] - fits[:, 0, 1]) / np.maximum(fits[:, 1, 0] - fits[:, 0, 0], 1e-6)
+    icpt = fits[:, 0, 1] - slope * fits[:, 0, 0]
+    gap = np.maximum(x0[None, :] - x1[:, None], x0[:, None] - x1[None, :])
+    # Compare the two baselines where the rows meet (or in the middle of their overlap).
+    xm = (np.maximum(x0[:, None], x0[None, :]) + np.minimum(x1[:, None], x1[None, :])) / 2
+    dy = np.abs((icpt[:, None] + slope[:, None] * xm) - (icpt[None, :] + slope[None, :] * xm))
+    cand = (gap <= params.split_gap * spacing) & (dy <= params.merge_dy * spacing)
+    cand &= np.triu(np.ones((n, n), bool), 1)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(cand), strict=True):
+        if gap[i, j] > 0:
+            left, right = (i, j) if x1[i] <= x0[j] else (j, i)
+            y = icpt[i] + slope[i] * xm[i, j]
+            if _crosses_rule(ruling, x1[left], x0[right], y, 0.5 * spacing):
+                continue
+        ri, rj = find(int(i)), find(int(j))
+        if ri != rj:
+            parent[rj] = ri
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    out = []
+    for members in groups.values():
+        if len(members) == 1:
+            out.append(rows[members[0]])
+            continue
+        ys = np.concatenate([rows[m].ys for m in members])
+        xs = np.concatenate([rows[m].xs for m in members])
+        weight = np.array([len(rows[m].xs) for m in members], np.float64)
+        ridge_y = float(np.dot(weight, [rows[m].ridge_y for m in members]) / weight.sum())
+        out.append(_RowInk(ys, xs, ridge_y))
+    return out
+
+
+def _attach_small(rows: list[_RowInk], ruling: Ruling, spacing: float, params: SegmentationParams) -> list[_RowInk]:
+    """Return the rows with small pieces (superscripts, dots, a detached letter) joined to the line they belong to.
+
+    A piece joins the nearest long line of the same cell whose core it sits
+    beside or just above; a piece with no such line (a number alone in its
+    column) stays a line of its own.
+    """
+    if len(rows) < 2:
+        return rows
+    bin_w = max(2.0, params.bin_width * spacing)
+    width = np.array([r.x1 - r.x0 + 1 for r in rows], np.float64)
+    small = width < params.small_width * spacing
+    big = np.nonzero(~small)[0]
+    if not len(big) or not small.any():
+        return rows
+    fits = {int(i): _baseline(rows[i].ys, rows[i].xs, bin_w) for i in big}
+    host: dict[int, int] = {}
+    for i in np.nonzero(small)[0]:
+        r = rows[i]
+        cx, cy = (r.x0 + r.x1) / 2, float(np.median(r.ys))
+        best, best_d = None, np.inf
+        for j in big:
+            b = rows[j]
+            gap = max(b.x0 - r.x1, r.x0 - b.x1, 0)
+            if gap > params.attach_gap * spacing:
+                continue
+            fit = fits[int(j)]
+            xq = min(max(cx, b.x0), b.x1)
+            base = float(np.interp(xq, fit[:, 0], fit[:, 1]))
+            rel = cy - base  # negative: above the baseline
+            if not (-params.attach_above * spacing <= rel <= params.attach_below * spacing):
+                continue
+            if gap > 0:
+                xa, xb = (r.x1, b.x0) if r.x1 < b.x0 else (b.x1, r.x0)
+                if _crosses_rule(ruling, xa, xb, cy, 0.5 * spacing):
+                    continue
+            d = abs(rel + 0.3 * spacing) + gap
+            if d < best_d:
+                best, best_d = int(j), d
+        if best is not None:
+            host[int(i)] = best
+    if not host:
+        return rows
+    out = []
+    extra: dict[int, list[int]] = {}
+    for i, j in host.items():
+        extra.setdefault(j, []).append(i)
+    for i, r in enumerate(rows):
+        if i in host:
+            continue
+        if i in extra:
+            parts = [r] + [rows[k] for k in extra[i]]
+            r = _RowInk(np.concatenate([p.ys for p in parts]), np.concatenate([p.xs for p in parts]), r.ridge_y)
+        out.append(r)
+    return out
 
 
 def _table(grid: Grid, tf: PageTransform, scale_back: float) -> Table | None:
@@ -266,28 +471,24 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
     scale = _working_scale((H, W), params.work_pixels)
     tf = page_transform((H, W), scale)
     work = tf.apply(gray)
-    ink = binarize_sauvola(work)
+    ink = binarize_sauvola(work) & paper_mask(work, margin=int(0.01 * max(work.shape)))
     angle = estimate_skew(ink)
     if abs(angle) >= 0.05:
-        rot = page_transform(work.shape, 1.0, angle)
-        ink = cv2.warpAffine(ink.astype(np.uint8) * 255, rot.matrix, rot.size, flags=cv2.INTER_LINEAR,
-                             borderValue=0) > 127
-        tf = page_transform((H, W), scale, angle)
-        # The levelled frame is the scaled frame rotated; compose exactly.
-        m = np.vstack([rot.matrix, [0, 0, 1]]) @ np.vstack([page_transform((H, W), scale).matrix, [0, 0, 1]])
-        tf = PageTransform(m[:2], rot.size, scale, angle)
+        ink, rot = rotate_mask(ink, angle)
+        tf = tf.then(rot)
     else:
         angle = 0.0
-    xh = estimate_x_height(ink)
-    spacing = 3.2 * xh
-    ruling = detect_rules(ink, spacing)
-    text = remove_rules(ink, ruling)
-    grid = table_grid(ruling, text.shape, min_column=1.5 * xh)
-    rows = _assign_rows(text, ruling, xh, spacing, params)
+    spacing0 = estimate_line_spacing(ink)
+    ruling = detect_rules(ink, spacing0)
+    text = _drop_slivers(remove_rules(ink, ruling), spacing0)
+    spacing = estimate_line_spacing(text)
+    grid = table_grid(ruling, text.shape, min_column=0.5 * spacing)
+    rows = _merge_rows(_assign_rows(text, ruling, spacing, params), ruling, spacing, params)
+    rows = _attach_small(rows, ruling, spacing, params)
 
     lines: list[Line] = []
-    bin_w = max(2.0, params.bin_width * xh)
-    pad = params.pad * xh
+    bin_w = max(2.0, params.bin_width * spacing)
+    pad = params.pad * spacing
     keyed = []
     for row in rows:
         cx = (row.x0 + row.x1) / 2
@@ -304,8 +505,16 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
         keyed.append((region, row.ridge_y, row.x0, row, col))
     keyed.sort(key=lambda k: (k[0], k[1], k[2]))
     for i, (_, ridge_y, _, row, col) in enumerate(keyed):
-        poly_w = _envelope(row.ys, row.xs, bin_w, pad)
         base_w = _baseline(row.ys, row.xs, bin_w)
+        if params.band == 2:
+            poly_w = _band_envelope(row.ys, row.xs, base_w, bin_w, params.above * spacing, params.below * spacing,
+                                    params.reach * spacing, pad, params.pad_x * spacing)
+        elif params.band:
+            (bx0, by0), (bx1, by1) = base_w
+            up, dn = params.above * spacing, params.below * spacing
+            poly_w = np.array([[bx0 - pad, by0 - up], [bx1 + pad, by1 - up], [bx1 + pad, by1 + dn], [bx0 - pad, by0 + dn]])
+        else:
+            poly_w = _envelope(row.ys, row.xs, bin_w, pad)
         polygon = _to_points(tf.to_original(poly_w), W, H)
         baseline = _to_points(tf.to_original(base_w), W, H)
         cell = None
@@ -313,7 +522,7 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
             r = grid.row_at(ridge_y)
             if r is not None:
                 cell = r * len(grid.columns) + col
-        words = find_words(row.ys, row.xs, xh, tf, (W, H))
+        words = find_words(row.ys, row.xs, spacing, tf, (W, H), gap=params.word_gap)
         lines.append(Line(f"l{i + 1:04d}", polygon, baseline, order=i, column=col, cell=cell, words=words))
     rules_out = []
     for rule in ruling.horizontal + ruling.vertical:
@@ -324,7 +533,7 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
         width=W,
         height=H,
         angle=float(angle),
-        x_height=float(xh / scale),
+        line_spacing=float(spacing / scale),
         table=_table(grid, tf, 1 / scale),
         rules=rules_out,
     )

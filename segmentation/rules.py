@@ -97,6 +97,15 @@ def _fit_segments(mask: np.ndarray, vertical: bool, min_length: float) -> list[R
     return rules
 
 
+def _rank_open(mask: np.ndarray, ksize: tuple[int, int], fill: float) -> np.ndarray:
+    """Return the pixels of ``mask`` inside a window of ``ksize`` (w, h) that is ≥ ``fill`` ink (uint8 0/1)."""
+    share = cv2.boxFilter(mask.astype(np.float32), -1, ksize, normalize=True, borderType=cv2.BORDER_CONSTANT)
+    seeds = (share >= fill).astype(np.uint8)
+    # Grow each qualifying window centre back to the whole window, then keep only ink.
+    grown = cv2.dilate(seeds, cv2.getStructuringElement(cv2.MORPH_RECT, ksize))
+    return grown & mask.astype(np.uint8)
+
+
 def detect_rules(ink: np.ndarray, line_spacing: float) -> Ruling:
     """Return the horizontal and vertical rules of a levelled ink mask.
 
@@ -108,8 +117,10 @@ def detect_rules(ink: np.ndarray, line_spacing: float) -> Ruling:
     img = ink.astype(np.uint8)
     kv = int(max(25, 3.0 * line_spacing))
     kh = int(max(25, 4.0 * line_spacing))
-    vert = cv2.morphologyEx(img, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (1, kv)))
-    horiz = cv2.morphologyEx(img, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, (kh, 1)))
+    # A rank opening: keep runs that are at least 70 % ink over the kernel's
+    # length, so a faint rule broken by the binarization still counts.
+    vert = _rank_open(img, (1, kv), 0.7)
+    horiz = _rank_open(img, (kh, 1), 0.7)
     # Bridge the short breaks of a faded or crossed rule before measuring its length.
     vert_joined = cv2.morphologyEx(
         vert, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, int(line_spacing)))

@@ -105,6 +105,20 @@ def test_malformed_and_foreign_xml(tmp_path):
         read_alto(write(tmp_path, "c.xml", ALTO.replace('POINTS="10 20', 'POINTS="x 20')))
 
 
+@pytest.mark.parametrize(
+    "attr", ['WIDTH="inf"', 'WIDTH="nan"', 'WIDTH="wide"', 'HPOS="-inf"', 'POINTS="1e999 0 1 1 2 2"']
+)
+def test_non_finite_numbers_are_errors_not_crashes(tmp_path, attr):
+    if attr.startswith("WIDTH"):
+        text = ALTO.replace('WIDTH="400"', attr)
+    elif attr.startswith("HPOS"):
+        text = ALTO.replace('HPOS="10"', attr)
+    else:
+        text = ALTO.replace('POINTS="10 20 200 20 200 60 10 60"', attr)
+    with pytest.raises(GroundTruthError, match="bad"):
+        read_alto(write(tmp_path, "p.xml", text))
+
+
 def test_normalize_text_keeps_abbreviations():
     assert normalize_text(" &amp;c ") == "&c"
     assert normalize_text("&copy") == "&copy"

@@ -1,0 +1,246 @@
+"""Tune the names-LM decoder (alpha, beta, OOV offset) on the validation lines and store the best as its defaults.
+
+    .venv/bin/python bench/lm_tune.py [--quick] [--model models/registre-crnn.pt] [--lm models/names]
+
+Validation lines are the cached crops of ``ocr.corpus`` whose split is not
+``train``. The recognizer's log-probabilities are computed once per model file
+and cached in ``.cache/lm-val-<model digest>.npz``, so a rerun after the model
+improved recomputes them and a rerun with the same model goes straight to the
+grid. The chosen settings go into the ``decoder`` section of ``<lm>.json``
+(``BeamDecoder.load`` reads them). To check that tuning on the same lines does
+not flatter the result, the grid is also tuned on even pages and scored on odd
+pages, and the other way round (two-fold), and both figures are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from lm.build import DEFAULT_LM, lm_prefix, read_info, write_info  # noqa: E402
+from lm.decoder import BeamDecoder, DecoderConfig, GreedyDecoder  # noqa: E402
+from ocr.corpus import DEFAULT_DATA, load_line_cache  # noqa: E402
+from ocr.metrics import ErrorRates  # noqa: E402
+
+LINE_CACHE = REPO / ".cache" / "lines-h48.pkl"
+DEFAULT_MODEL = REPO / "models" / "registre-crnn.pt"
+
+
+def machine() -> str:
+    """Return the CPU model and core count of this machine."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+@dataclass
+class ValidationSet:
+    """Recognizer log-probabilities of the validation lines with their references and provenance."""
+
+    logprobs: list[np.ndarray]
+    texts: list[str]
+    pages: list[str]
+    volumes: list[str]
+    splits: list[str]
+    labels: list[str]
+    model_version: str
+    seconds_per_line: float
+
+    def subset(self, idx: list[int]) -> ValidationSet:
+        """Return the lines at ``idx``."""
+        return ValidationSet(
+            [self.logprobs[i] for i in idx],
+            [self.texts[i] for i in idx],
+            [self.pages[i] for i in idx],
+            [self.volumes[i] for i in idx],
+            [self.splits[i] for i in idx],
+            self.labels,
+            self.model_version,
+            self.seconds_per_line,
+        )
+
+
+def validation_set(model: Path = DEFAULT_MODEL, cache_dir: Path = REPO / ".cache") -> ValidationSet:
+    """Return the validation lines' log-probabilities under ``model``, computed once per model file and cached."""
+    # The training job replaces the model file while we read: work on a private copy.
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "model.pt"
+        shutil.copyfile(model, copy)
+        digest = hashlib.sha256(copy.read_bytes()).hexdigest()[:12]
+        cache = cache_dir / f"lm-val-{digest}.npz"
+        if cache.exists():
+            data = np.load(cache, allow_pickle=False)
+            meta = json.loads(str(data["meta"]))
+            offsets = data["offsets"]
+            flat = data["logprobs"]
+            lps = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+            return ValidationSet(lps, *(meta[k] for k in ("texts", "pages", "volumes", "splits", "labels")),
+                                 meta["model_version"], meta["seconds_per_line"])
+        import torch  # noqa: F401 - bench/ may use torch; lm/ never does
+
+        from ocr.inference import Recognizer
+
+        recognizer = Recognizer.load(str(copy), device="cpu")
+    samples = [s for s in load_line_cache(DEFAULT_DATA, LINE_CACHE) if s.split != "train"]
+    t0 = time.perf_counter()
+    lps = recognizer.logprobs([s.image for s in samples])
+    per_line = (time.perf_counter() - t0) / max(1, len(samples))
+    meta = {
+        "texts": [s.text for s in samples],
+        "pages": [s.page for s in samples],
+        "volumes": [s.volume for s in samples],
+        "splits": [s.split for s in samples],
+        "labels": recognizer.charset.labels,
+        "model_version": recognizer.version or digest,
+        "seconds_per_line": per_line,
+    }
+    offsets = np.cumsum([0] + [len(lp) for lp in lps])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = cache.with_suffix(".tmp.npz")
+    np.savez(tmp_path, logprobs=np.concatenate(lps).astype(np.float32), offsets=offsets, meta=json.dumps(meta))
+    tmp_path.replace(cache)
+    return ValidationSet([lp.astype(np.float32) for lp in lps], meta["texts"], meta["pages"], meta["volumes"],
+                         meta["splits"], meta["labels"], meta["model_version"], per_line)
+
+
+def score(texts: list[str], hyps: list[str]) -> ErrorRates:
+    """Return summed CER/WER counts of hypotheses against references."""
+    rates = ErrorRates()
+    for ref, hyp in zip(texts, hyps, strict=True):
+        rates.add(ref, hyp)
+    return rates
+
+
+def decode_texts(decoder: BeamDecoder | GreedyDecoder, vs: ValidationSet) -> list[str]:
+    """Return the decoded text of every line of ``vs``."""
+    return [line.text for line in decoder.decode_batch(vs.logprobs)]
+
+
+def objective(rates: ErrorRates, greedy: ErrorRates) -> float:
+    """Return the tuning loss: relative CER plus relative WER against greedy (lower is better)."""
+    return rates.cer / max(greedy.cer, 1e-9) + rates.wer / max(greedy.wer, 1e-9)
+
+
+def grid(quick: bool) -> list[dict]:
+    """Return the settings to try."""
+    if quick:
+        alphas, betas, unks = (0.3, 0.6), (0.5, 2.0), (-10.0,)
+    else:
+        alphas, betas, unks = (0.2, 0.35, 0.5, 0.7, 1.0), (0.0, 1.0, 2.0, 3.5), (-10.0, -5.0)
+    return [{"alpha": a, "beta": b, "unk_score_offset": u} for a, b, u in itertools.product(alphas, betas, unks)]
+
+
+def run_grid(decoder: BeamDecoder, vs: ValidationSet, settings: list[dict]) -> list[list[str]]:
+    """Return the decoded texts of every line of ``vs`` under each setting."""
+    out = []
+    for s in settings:
+        decoder.set_params(**s)
+        out.append(decode_texts(decoder, vs))
+    return out
+
+
+def subset_rates(vs: ValidationSet, hyps: list[str], idx: list[int]) -> ErrorRates:
+    """Return the error rates of the lines at ``idx``."""
+    return score([vs.texts[i] for i in idx], [hyps[i] for i in idx])
+
+
+def two_fold(vs: ValidationSet, greedy_hyps: list[str], all_hyps: list[list[str]]) -> ErrorRates:
+    """Return the error rates when each half of the pages is decoded with the setting that is best on the other half."""
+    pages = sorted(set(vs.pages))
+    fold_of = {p: i % 2 for i, p in enumerate(pages)}
+    folds = [[i for i, p in enumerate(vs.pages) if fold_of[p] == f] for f in (0, 1)]
+    held_out = ErrorRates()
+    for f in (0, 1):
+        tune, test = folds[f], folds[1 - f]
+        g = subset_rates(vs, greedy_hyps, tune)
+        best = min(range(len(all_hyps)), key=lambda k: objective(subset_rates(vs, all_hyps[k], tune), g))
+        held_out += subset_rates(vs, all_hyps[best], test)
+    return held_out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--lm", type=Path, default=DEFAULT_LM)
+    parser.add_argument("--beam-width", type=int, default=DecoderConfig.beam_width)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="a 4-point grid on 300 lines, and nothing is written")
+    parser.add_argument("--dry-run", action="store_true", help="print the result without writing the LM's JSON")
+    args = parser.parse_args()
+
+    t_start = time.perf_counter()
+    vs = validation_set(args.model)
+    if args.quick:
+        rng = np.random.default_rng(0)
+        vs = vs.subset(sorted(rng.choice(len(vs.texts), size=min(300, len(vs.texts)), replace=False).tolist()))
+    greedy_hyps = decode_texts(GreedyDecoder(vs.labels), vs)
+    greedy = score(vs.texts, greedy_hyps)
+    settings = grid(args.quick)
+
+    config = DecoderConfig(beam_width=args.beam_width, processes=args.processes)
+    all_idx = list(range(len(vs.texts)))
+    with BeamDecoder(vs.labels, args.lm, config) as decoder:
+        all_hyps = run_grid(decoder, vs, settings)
+    rated = sorted(
+        ((s, subset_rates(vs, h, all_idx)) for s, h in zip(settings, all_hyps, strict=True)),
+        key=lambda r: objective(r[1], greedy),
+    )
+    best, best_rates = rated[0]
+    held_out = two_fold(vs, greedy_hyps, all_hyps)
+
+    print(f"machine: {machine()}")
+    print(f"model {vs.model_version}, LM {read_info(lm_prefix(args.lm)).get('version')}, {len(vs.texts)} lines, "
+          f"beam {args.beam_width}, {len(settings)} settings, {time.perf_counter() - t_start:.0f} s")
+    print(f"{'alpha':>6} {'beta':>5} {'unk':>6} {'CER':>7} {'WER':>7}")
+    print(f"{'greedy':>20} {greedy.cer:7.4f} {greedy.wer:7.4f}")
+    for s, r in rated[:10]:
+        print(f"{s['alpha']:6.2f} {s['beta']:5.2f} {s['unk_score_offset']:6.1f} {r.cer:7.4f} {r.wer:7.4f}")
+    print(f"best: {best} CER {best_rates.cer:.4f} ({1 - best_rates.cer / greedy.cer:+.1%} vs greedy) "
+          f"WER {best_rates.wer:.4f} ({1 - best_rates.wer / greedy.wer:+.1%})")
+    print(f"two-fold (tuned on half the pages, scored on the other half): CER {held_out.cer:.4f} "
+          f"({1 - held_out.cer / greedy.cer:+.1%}) WER {held_out.wer:.4f} ({1 - held_out.wer / greedy.wer:+.1%})")
+    if args.quick or args.dry_run:
+        return
+    info = read_info(lm_prefix(args.lm))
+    info["decoder"] = {
+        **best,
+        "beam_width": args.beam_width,
+        "tuned_on": {
+            "model": vs.model_version,
+            "lm": info.get("version"),
+            "lines": len(vs.texts),
+            "greedy_cer": round(greedy.cer, 5),
+            "greedy_wer": round(greedy.wer, 5),
+            "cer": round(best_rates.cer, 5),
+            "wer": round(best_rates.wer, 5),
+            "two_fold_cer": round(held_out.cer, 5),
+            "two_fold_wer": round(held_out.wer, 5),
+        },
+    }
+    write_info(lm_prefix(args.lm), info)
+    print(f"wrote the decoder defaults to {lm_prefix(args.lm)}.json")
+
+
+if __name__ == "__main__":
+    main()

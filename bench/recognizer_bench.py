@@ -1,0 +1,117 @@
+"""Recognizer benchmark: CER/WER on validation lines (seen vs unseen hands), Tesseract side by side, lines/s.
+
+Usage: python bench/recognizer_bench.py [--model models/registre-crnn.pt] [--tesseract] [--quick]
+
+Lines are the ground-truth crops of the validation pages of ocr/corpus.py (never
+trained on); decoding is greedy (the LM is benchmarked by bench/lm_bench.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
+
+from ocr.corpus import DEFAULT_DATA, load_line_cache  # noqa: E402
+from ocr.inference import Recognizer  # noqa: E402
+from ocr.metrics import ErrorRates  # noqa: E402
+
+
+def tesseract_read(crops: list[np.ndarray]) -> list[str]:
+    """Return Tesseract 5 (`fra`, single-line mode) readings of the crops, upscaled to ~x-height it expects."""
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, crop in enumerate(crops):
+            path = Path(tmp) / f"{i}.png"
+            big = cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+            cv2.imwrite(str(path), cv2.copyMakeBorder(big, 10, 10, 10, 10, cv2.BORDER_REPLICATE))
+            res = subprocess.run(
+                ["tesseract", str(path), "-", "-l", "fra", "--psm", "7"], capture_output=True, text=True, timeout=60
+            )
+            out.append(res.stdout.strip())
+    return out
+
+
+def throughput(recognizer: Recognizer, crops: list[np.ndarray], threads: int, repeats: int = 2) -> float:
+    """Return recognition lines/s (log-probs + greedy decode) with ``threads`` torch threads; best of repeats."""
+    torch.set_num_threads(threads)
+    recognizer.recognize(crops[:64])  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        recognizer.recognize(crops)
+        best = max(best, len(crops) / (time.perf_counter() - t0))
+    return best
+
+
+def main() -> None:
+    """Print the benchmark table and a JSON summary."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--cache", type=Path, default=Path(".cache/lines-h48.pkl"))
+    ap.add_argument("--tesseract", action="store_true", help="also read the lines with Tesseract 5 fra")
+    ap.add_argument("--quick", action="store_true", help="every 5th validation line")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+
+    samples = [s for s in load_line_cache(args.data, args.cache) if s.split != "train"]
+    if args.quick:
+        samples = samples[::5]
+    torch.set_num_threads(args.threads)
+    rec = Recognizer.load(args.model, "cpu")
+    crops = [s.image for s in samples]
+    readings = rec.recognize(crops)
+    groups: dict[str, ErrorRates] = defaultdict(ErrorRates)
+    for s, r in zip(samples, readings, strict=True):
+        for key in (s.split, f"{s.split}/{s.volume}", "all"):
+            groups[key].add(s.text, r.text)
+    tess: dict[str, ErrorRates] = defaultdict(ErrorRates)
+    if args.tesseract:
+        if not shutil.which("tesseract"):
+            sys.exit("tesseract not found: apt-get install tesseract-ocr tesseract-ocr-fra")
+        for s, text in zip(samples, tesseract_read(crops), strict=True):
+            for key in (s.split, f"{s.split}/{s.volume}", "all"):
+                tess[key].add(s.text, text)
+
+    rates = {t: throughput(rec, crops, t) for t in sorted({1, args.threads})}
+    print(f"machine: {describe_machine()}")
+    print(f"model: {rec.version}  lines: {len(samples)}  decoding: greedy")
+    print()
+    print("| validation set | lines | CER | WER |" + (" Tesseract CER | Tesseract WER |" if tess else ""))
+    print("| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if tess else ""))
+    for key in sorted(groups, key=lambda k: (k == "all", k)):
+        g = groups[key]
+        row = f"| {key} | {g.lines} | {g.cer:.1%} | {g.wer:.1%} |"
+        if tess:
+            row += f" {tess[key].cer:.1%} | {tess[key].wer:.1%} |"
+        print(row)
+    print()
+    for t, r in rates.items():
+        print(f"recognition throughput, {t} CPU thread(s): {r:.0f} lines/s")
+    summary = {
+        "model": rec.version,
+        "cer": {k: round(v.cer, 4) for k, v in groups.items()},
+        "wer": {k: round(v.wer, 4) for k, v in groups.items()},
+        "tesseract_cer": {k: round(v.cer, 4) for k, v in tess.items()},
+        "lines_per_s": {str(t): round(r, 1) for t, r in rates.items()},
+        "machine": describe_machine(),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,536 @@
+"""The work of one chunk of pages, without Prefect: load, segment, crop, recognize, decode, write.
+
+:func:`run_chunk` is what a Prefect task calls. It reads each page from the
+source storage, keeps only its line crops (the page pixels are dropped once
+cropped), recognizes the crops of all pages of the chunk in one batched call
+(width-sorted buckets, so the CPU or GPU sees dense batches), decodes them,
+writes each page's records, then the chunk's manifest part. A page that
+cannot be read, validated or segmented becomes a ``failed`` entry with the
+reason and never stops the others. Transient storage errors are raised, so
+that Prefect retries the chunk with backoff.
+
+The recognizer and the decoder (with its process pool) are loaded once per
+process and kept (:func:`get_engine`), not once per task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from flows.manifest import DONE, FAILED, ManifestEntry, write_part
+from flows.records import Alternative, Box, LineRecord, PageRecord, WordRecord
+from flows.serializers import SERIALIZERS
+from flows.settings import Settings
+from flows.storage import Storage, StorageError, is_transient
+
+log = logging.getLogger(__name__)
+
+#: Stages timed per page, in order, plus "total".
+STAGES = ("load", "segment", "recognize", "decode", "write")
+#: Padding crop_line adds around the polygon, in pixels (segmentation.crop.crop_line's default).
+CROP_PAD = 4
+
+
+def software_version() -> str:
+    """Return "registre <version>" from the installed package metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"registre {version('registre')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "registre"
+
+
+# --- decoding --------------------------------------------------------------------------------
+
+
+class Decoder(Protocol):
+    """What the flow needs of a CTC decoder (``lm.decoder``'s objects satisfy it)."""
+
+    def decode_batch(self, logprobs: list[np.ndarray]) -> list[Any]:
+        """Return one decoded line (text, confidence, words, nbest) per (frames, classes) array."""
+        ...
+
+
+@dataclass
+class Engine:
+    """A loaded recognizer and decoder, shared by every task of a process."""
+
+    recognizer: Any  # ocr.inference.Recognizer
+    decoder: Decoder
+    decoder_name: str
+    lm_version: str | None
+    stride: int
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def model_version(self) -> str:
+        """Return the recognizer's version string."""
+        return str(self.recognizer.version)
+
+
+_ENGINES: dict[tuple, Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine_key(settings: Settings) -> tuple:
+    return (
+        str(settings.model),
+        settings.device,
+        settings.batch_pixels,
+        settings.use_lm,
+        str(settings.lm) if settings.use_lm else None,
+        settings.beam_width if settings.use_lm else None,
+        str(settings.hotwords) if settings.use_lm else None,
+        settings.decode_workers,
+    )
+
+
+@dataclass
+class _GreedyWord:
+    text: str
+    start_frame: int
+    end_frame: int
+    confidence: float
+
+
+@dataclass
+class _GreedyLine:
+    text: str
+    confidence: float
+    words: list[_GreedyWord]
+    nbest: list = field(default_factory=list)
+
+
+class BestPathDecoder:
+    """Greedy CTC decoding through ``ocr.inference.greedy_decode``, for when ``lm.decoder`` is absent."""
+
+    def __init__(self, charset: Any) -> None:
+        self.charset = charset
+
+    def decode_batch(self, logprobs: list[np.ndarray]) -> list[_GreedyLine]:
+        """Return the best-path reading of each line, split into words at spaces."""
+        from ocr.inference import greedy_decode
+
+        out = []
+        for lp in logprobs:
+            rec = greedy_decode(lp, self.charset)
+            words: list[_GreedyWord] = []
+            cur: list[int] = []
+            for i, ch in enumerate([*rec.text, " "]):
+                if ch != " ":
+                    cur.append(i)
+                    continue
+                if cur:
+                    confs = np.maximum([rec.char_confidences[j] for j in cur], 1e-9)
+                    words.append(
+                        _GreedyWord(
+                            "".join(rec.text[j] for j in cur),
+                            rec.char_frames[cur[0]],
+                            rec.char_frames[cur[-1]] + 1,
+                            float(np.exp(np.log(confs).mean())),
+                        )
+                    )
+                    cur = []
+            out.append(_GreedyLine(rec.text, rec.confidence, words))
+        return out
+
+
+def _open_decoder(recognizer: Any, settings: Settings) -> tuple[Decoder, str, str | None]:
+    """Return (decoder, its description, LM version or None) for the settings."""
+    labels = recognizer.charset.labels
+    try:
+        import lm.decoder as lmd
+    except ImportError as exc:
+        if settings.use_lm:
+            raise RuntimeError(f"the names-LM decoder is not available ({exc}); use --no-lm") from exc
+        return BestPathDecoder(recognizer.charset), "greedy", None
+    if settings.use_lm:
+        decoder = lmd.open_decoder(labels, settings)
+        # open_decoder may return a context manager; the engine keeps the decoder for the process's life.
+        if hasattr(decoder, "__enter__") and not hasattr(decoder, "decode_batch"):
+            decoder = decoder.__enter__()
+        name = f"beam:{settings.beam_width}+lm"
+        lm_version = getattr(decoder, "lm_version", None) or getattr(decoder, "version", None)
+        return decoder, name, (str(lm_version) if lm_version else None)
+    if hasattr(lmd, "GreedyDecoder"):
+        return lmd.GreedyDecoder(labels), "greedy", None
+    return BestPathDecoder(recognizer.charset), "greedy", None
+
+
+def get_engine(settings: Settings) -> Engine:
+    """Return this process's engine for the settings, loading the model and decoder on first use."""
+    key = _engine_key(settings)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            from ocr.inference import Recognizer
+
+            device = None if settings.device == "auto" else settings.device
+            recognizer = Recognizer.load(str(settings.model), device)
+            recognizer.max_batch_pixels = settings.batch_pixels
+            decoder, name, lm_version = _open_decoder(recognizer, settings)
+            stride = int(getattr(recognizer.model.config, "width_stride", 2))
+            engine = Engine(recognizer, decoder, name, lm_version, stride)
+            _ENGINES[key] = engine
+        return engine
+
+
+def close_engines() -> None:
+    """Close every cached engine's decoder (its process pool) and forget them."""
+    with _ENGINES_LOCK:
+        for engine in _ENGINES.values():
+            close = getattr(engine.decoder, "close", None) or getattr(engine.decoder, "__exit__", None)
+            if close is None:
+                continue
+            try:
+                close() if close.__name__ == "close" else close(None, None, None)
+            except Exception:  # noqa: BLE001 - closing a pool at exit must not raise
+                log.debug("closing decoder failed", exc_info=True)
+        _ENGINES.clear()
+
+
+# --- one chunk ------------------------------------------------------------------------------
+
+
+@dataclass
+class PageJob:
+    """A page to process: its source key and the id its outputs are named after."""
+
+    key: str
+    page_id: str
+
+
+@dataclass
+class ChunkJob:
+    """A chunk task's input: where to read and write, which pages, and how (small and picklable)."""
+
+    src: Storage
+    dst: Storage
+    pages: list[PageJob]
+    settings: Settings
+    formats: list[str]
+    run_id: str
+    index: int
+
+
+@dataclass
+class ChunkResult:
+    """A chunk task's output: the manifest entries and the seconds spent in the task body per stage."""
+
+    entries: list[ManifestEntry]
+    body_seconds: float
+    stage_seconds: dict[str, float]
+
+
+@dataclass
+class _Prepared:
+    """A page between segmentation and recognition: its lines and crops (never leaves the task)."""
+
+    job: PageJob
+    sha256: str
+    size: int
+    width: int
+    height: int
+    lines: list[Any]  # segmentation.types.Line
+    crops: list[np.ndarray | None]  # None where a line could not be cropped
+    regions: list[tuple[int, int]]  # x range of the page each crop covers, for word boxes
+    timings: dict[str, float]
+
+
+def _reason(stage: str, exc: BaseException) -> str:
+    """Return a one-line failure reason: "<stage>: <ExceptionType>: message"."""
+    msg = " ".join(str(exc).split()) or exc.__class__.__name__
+    return f"{stage}: {exc.__class__.__name__}: {msg}"[:500]
+
+
+def _crop_region(polygon: list[tuple[int, int]], width: int) -> tuple[int, int]:
+    xs = [p[0] for p in polygon]
+    return max(min(xs) - CROP_PAD, 0), min(max(xs) + CROP_PAD + 1, width)
+
+
+def prepare_page(data: bytes, job: PageJob, settings: Settings) -> _Prepared:
+    """Return the page's lines and crops; raises ImageError (or any segmentation error) for a bad page."""
+    from segmentation.crop import crop_line
+    from segmentation.lines import segment_page
+    from segmentation.loading import load_page
+
+    t0 = time.perf_counter()
+    page = load_page(data, job.key, settings.max_pixels)
+    t1 = time.perf_counter()
+    seg = segment_page(page)
+    crops: list[np.ndarray | None] = []
+    regions = []
+    for line in seg.lines:
+        try:
+            crops.append(crop_line(page.pixels, line.polygon, line.baseline))
+        except ValueError:
+            # A degenerate polygon: the line keeps its geometry in the record, with no text.
+            crops.append(None)
+        regions.append(_crop_region(line.polygon, page.width))
+    t2 = time.perf_counter()
+    return _Prepared(
+        job,
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+        page.width,
+        page.height,
+        list(seg.lines),
+        crops,
+        regions,
+        {"segment": t2 - t1, "load": t1 - t0},
+    )
+
+
+def word_box(line_box: Box, region: tuple[int, int], crop_width: int, start: int, end: int, stride: int) -> Box:
+    """Return a word's box in page pixels from its output frames [start, end) on the line's crop.
+
+    A frame covers ``stride`` crop pixels; crop x maps linearly onto the page x
+    range the crop was cut from (exact for level lines, close for sloped ones).
+    """
+    x_lo, x_hi = region
+    scale = (x_hi - x_lo) / max(crop_width, 1)
+    x0 = x_lo + start * stride * scale
+    x1 = x_lo + max(end, start + 1) * stride * scale
+    lx0, ly0, lx1, ly1 = line_box
+    bx0 = int(round(min(max(x0, lx0), lx1)))
+    bx1 = int(round(min(max(x1, bx0 + 1), lx1)))
+    return bx0, ly0, max(bx1, bx0), ly1
+
+
+def _unit(value: float) -> float:
+    """Return a confidence clipped to 0–1 and rounded to 4 decimals (finer digits are noise)."""
+    return round(min(max(float(value), 0.0), 1.0), 4)
+
+
+def _words(decoded: Any, line_box: Box, region: tuple[int, int], crop_width: int, stride: int) -> list[WordRecord]:
+    out = []
+    for w in getattr(decoded, "words", None) or []:
+        conf = getattr(w, "confidence", None)
+        out.append(
+            WordRecord(
+                w.text,
+                word_box(line_box, region, crop_width, int(w.start_frame), int(w.end_frame), stride),
+                _unit(decoded.confidence if conf is None else conf),
+            )
+        )
+    return out
+
+
+def _nbest(decoded: Any) -> list[Alternative]:
+    """Return the decoder's n-best readings as (text, confidence 0–1) alternatives."""
+    items = getattr(decoded, "nbest", None) or []
+    out = []
+    for item in items:
+        if isinstance(item, (tuple, list)):
+            text, conf = item[0], item[1]
+        else:
+            text = item.text
+            conf = getattr(item, "confidence", getattr(item, "score", 0.0))
+        out.append(Alternative(str(text), _unit(conf)))
+    return out
+
+
+def build_record(prep: _Prepared, decoded: list[Any | None], engine: Engine, created: str) -> PageRecord:
+    """Return the page record from its segmentation and decoded lines (None for uncropped lines)."""
+    lines = []
+    for line, crop, region, dec in zip(prep.lines, prep.crops, prep.regions, decoded, strict=True):
+        polygon = [(int(x), int(y)) for x, y in line.polygon]
+        baseline = [(int(x), int(y)) for x, y in line.baseline]
+        record_line = LineRecord(
+            id=line.id,
+            polygon=polygon,
+            baseline=baseline,
+            order=int(line.order),
+            text="",
+            confidence=0.0,
+            column=line.column,
+            cell=line.cell,
+        )
+        if dec is not None and crop is not None:
+            record_line.text = dec.text
+            record_line.confidence = _unit(dec.confidence)
+            record_line.words = _words(dec, record_line.bbox, region, crop.shape[1], engine.stride)
+            record_line.nbest = _nbest(dec)
+        lines.append(record_line)
+    return PageRecord(
+        page_id=prep.job.page_id,
+        source_key=prep.job.key,
+        sha256=prep.sha256,
+        size_bytes=prep.size,
+        width=prep.width,
+        height=prep.height,
+        lines=lines,
+        model_version=engine.model_version,
+        decoder=engine.decoder_name,
+        lm_version=engine.lm_version,
+        software=software_version(),
+        created=created,
+    )
+
+
+def write_record(dst: Storage, record: PageRecord, formats: list[str]) -> list[str]:
+    """Write the record in every format; on any failure remove what was written, then re-raise.
+
+    Each object is written atomically; removing the others on failure means a
+    page is either fully written or has no record at all.
+    """
+    written: list[str] = []
+    try:
+        for fmt in formats:
+            suffix, serialize, mime = SERIALIZERS[fmt]
+            key = record.page_id + suffix
+            dst.put(key, serialize(record), mime)
+            written.append(key)
+    except BaseException:
+        for key in written:
+            try:
+                dst.delete(key)
+            except StorageError:
+                log.warning("could not remove %s after a failed write", dst.describe(key))
+        raise
+    return written
+
+
+def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
+    """Process one chunk of pages end to end and write its manifest part; return entries and timings.
+
+    Raises only for errors that a retry of the whole chunk may cure (transient
+    storage errors); everything page-specific becomes a ``failed`` entry.
+    """
+    started = time.perf_counter()
+    engine = engine or get_engine(job.settings)
+    stages = dict.fromkeys(STAGES, 0.0)
+    entries: list[ManifestEntry] = []
+    prepared: list[_Prepared] = []
+
+    def failed(page: PageJob, reason: str, timings: dict[str, float]) -> None:
+        timings = {**timings, "total": sum(timings.values())}
+        entries.append(
+            ManifestEntry(
+                page.page_id,
+                page.key,
+                FAILED,
+                reason,
+                engine.model_version,
+                engine.lm_version,
+                engine.decoder_name,
+                timings=timings,
+                run_id=job.run_id,
+            )
+        )
+        log.warning("page %s failed: %s", page.key, reason)
+
+    from segmentation.loading import ImageError
+
+    for page in job.pages:
+        t0 = time.perf_counter()
+        try:
+            data = job.src.get(page.key)
+        except StorageError as exc:
+            if exc.transient:
+                raise
+            failed(page, _reason("read", exc), {"load": time.perf_counter() - t0})
+            continue
+        t_get = time.perf_counter() - t0
+        try:
+            prep = prepare_page(data, page, job.settings)
+        except ImageError as exc:
+            failed(page, _reason("image", exc), {"load": time.perf_counter() - t0})
+            continue
+        except Exception as exc:  # noqa: BLE001 - one bad page must not stop the chunk
+            failed(page, _reason("segment", exc), {"load": t_get, "segment": time.perf_counter() - t0 - t_get})
+            continue
+        del data
+        prep.timings["load"] += t_get
+        stages["load"] += prep.timings["load"]
+        stages["segment"] += prep.timings["segment"]
+        prepared.append(prep)
+
+    # One batched recognition and one batched decode over every line of the chunk.
+    crops = [c for p in prepared for c in p.crops if c is not None]
+    t0 = time.perf_counter()
+    try:
+        # One forward at a time per process: concurrent chunks would oversubscribe the CPU
+        # cores (torch already uses them all) or the GPU memory; the other chunk meanwhile segments.
+        with engine.lock:
+            logprobs = engine.recognizer.logprobs(crops) if crops else []
+        t1 = time.perf_counter()
+        decoded_flat = engine.decoder.decode_batch(logprobs) if logprobs else []
+        t2 = time.perf_counter()
+    except Exception as exc:  # noqa: BLE001 - a recognizer failure fails these pages, not the run
+        for p in prepared:
+            failed(p.job, _reason("recognize", exc), p.timings)
+        prepared = []
+        crops, logprobs, decoded_flat = [], [], []
+        t1 = t2 = time.perf_counter()
+    stages["recognize"] += t1 - t0
+    stages["decode"] += t2 - t1
+    total_px = sum(c.shape[1] for c in crops) or 1
+    total_frames = sum(lp.shape[0] for lp in logprobs) or 1
+    it = iter(zip(logprobs, decoded_flat, strict=True))
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+
+    for prep in prepared:
+        decoded: list[Any | None] = []
+        px = frames = 0
+        for crop in prep.crops:
+            if crop is None:
+                decoded.append(None)
+                continue
+            lp, dec = next(it)
+            decoded.append(dec)
+            px += crop.shape[1]
+            frames += lp.shape[0]
+        # Batched stages are shared out by each page's share of crop width / frames.
+        prep.timings["recognize"] = (t1 - t0) * px / total_px
+        prep.timings["decode"] = (t2 - t1) * frames / total_frames
+        record = build_record(prep, decoded, engine, created)
+        t_w = time.perf_counter()
+        try:
+            outputs = write_record(job.dst, record, job.formats)
+        except StorageError as exc:
+            if exc.transient:
+                raise
+            failed(prep.job, _reason("write", exc), {**prep.timings, "write": time.perf_counter() - t_w})
+            continue
+        except Exception as exc:  # noqa: BLE001 - e.g. a serializer error on this page only
+            if is_transient(exc):
+                raise
+            failed(prep.job, _reason("write", exc), {**prep.timings, "write": time.perf_counter() - t_w})
+            continue
+        prep.timings["write"] = time.perf_counter() - t_w
+        stages["write"] += prep.timings["write"]
+        prep.timings["total"] = sum(prep.timings[s] for s in STAGES)
+        entries.append(
+            ManifestEntry(
+                record.page_id,
+                record.source_key,
+                DONE,
+                None,
+                record.model_version,
+                record.lm_version,
+                record.decoder,
+                lines=len(record.lines),
+                mean_confidence=round(record.mean_confidence, 4),
+                timings={k: round(v, 4) for k, v in prep.timings.items()},
+                outputs=outputs,
+                run_id=job.run_id,
+            )
+        )
+        prep.crops = []  # free the crops as soon as the page is written
+
+    # Manifest entries last: after every record of the chunk is in place.
+    order = {p.key: i for i, p in enumerate(job.pages)}
+    entries.sort(key=lambda e: order.get(e.source_key, 0))
+    if entries:
+        write_part(job.dst, job.run_id, job.index, entries)
+    return ChunkResult(entries, time.perf_counter() - started, stages)

@@ -1,0 +1,111 @@
+"""The LM's training text: transcriptions of the training pages, tokenized, plus name-class lines.
+
+Only pages whose split is ``train`` (``ocr.corpus.split_of``) are read, so the
+validation pages the decoder is tuned and measured on never leak into the model.
+
+Besides every training line as written, each line holding a rare name (seen at
+most ``rare_max`` times in the training text) is repeated with those names
+replaced by their class token. That teaches the model where *unseen* names go —
+line starts, after ``(``, ``Mr``, ``Made``, ``de`` — from the names a clerk
+wrote once, much as an unseen name will turn up on a new page.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lm.names import FIRSTNAME_CLASS, SURNAME_CLASS, NameLexicon, read_names
+from lm.tokens import line_tokens, split_word
+from ocr.corpus import DEFAULT_DATA, split_of
+from ocr.groundtruth import find_ground_truth, read_alto
+
+
+def training_lines(data_dir: Path = DEFAULT_DATA) -> list[str]:
+    """Return the non-empty NFC transcriptions of the training pages of ``data_dir/lectaurep/train``, in page order."""
+    lines: list[str] = []
+    for xml in find_ground_truth(Path(data_dir) / "lectaurep" / "train"):
+        page = read_alto(xml)
+        if split_of(page.id) == "train":
+            lines.extend(line.text for line in page.lines if line.text)
+    return lines
+
+
+def training_volume_lines(data_dir: Path = DEFAULT_DATA) -> dict[str, list[str]]:
+    """Return ``{volume folder: training-page transcriptions}`` (for per-register hotwords)."""
+    out: dict[str, list[str]] = {}
+    for xml in find_ground_truth(Path(data_dir) / "lectaurep" / "train"):
+        page = read_alto(xml)
+        if split_of(page.id) == "train":
+            out.setdefault(xml.parent.name, []).extend(line.text for line in page.lines if line.text)
+    return out
+
+
+def word_cores(lines: Iterable[str]) -> list[str]:
+    """Return the core (punctuation stripped) of every word of ``lines``."""
+    return [core for text in lines for word in text.split() if (core := split_word(word)[1])]
+
+
+def class_of_name(core: str, lexicon: NameLexicon) -> str | None:
+    """Return the class token a name stands for in the corpus: first name when it can be one, else surname."""
+    classes = lexicon.classes_of(core)
+    if not classes:
+        return None
+    # First names are the shorter, surer list ("Louis", "Marie" are surnames too,
+    # but in a register they are mostly first names).
+    return FIRSTNAME_CLASS if FIRSTNAME_CLASS in classes else SURNAME_CLASS
+
+
+def class_lines(lines: Sequence[str], lexicon: NameLexicon, rare_max: int = 1) -> list[str]:
+    """Return tokenized copies of the lines holding rare names, those names replaced by their class token."""
+    counts = Counter(word_cores(lines))
+    out: list[str] = []
+    for text in lines:
+        tokens: list[str] = []
+        replaced = False
+        for word in text.split():
+            lead, core, trail = split_word(word)
+            cls = class_of_name(core, lexicon) if core and counts[core] <= rare_max and core[:1].isupper() else None
+            if cls is None:
+                tokens.extend(line_tokens(word))
+            else:
+                tokens.extend([*lead, cls, *trail])
+                replaced = True
+        if replaced:
+            out.append(" ".join(tokens))
+    return out
+
+
+@dataclass
+class Corpus:
+    """Tokenized LM training lines and the lexicon of name classes built with them."""
+
+    lines: list[str]
+    lexicon: NameLexicon
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def vocabulary(self) -> list[str]:
+        """Return the sorted distinct tokens of the lines (class tokens included)."""
+        return sorted({tok for line in self.lines for tok in line.split()})
+
+
+def build_corpus(data_dir: Path = DEFAULT_DATA, names: bool = True, rare_max: int = 1, accent_rules: bool = True) -> Corpus:
+    """Return the LM corpus of ``data_dir``: tokenized training lines plus, with ``names``, name-class lines and lexicon."""
+    data_dir = Path(data_dir)
+    texts = training_lines(data_dir)
+    lines = [" ".join(line_tokens(t)) for t in texts]
+    lexicon = NameLexicon({})
+    extra: list[str] = []
+    if names:
+        names_dir = data_dir / "names"
+        lexicon = NameLexicon.build(
+            read_names(names_dir / "surnames.txt"),
+            read_names(names_dir / "firstnames.txt"),
+            accent_words=word_cores(texts),
+            rules=accent_rules,
+        )
+        extra = class_lines(texts, lexicon, rare_max)
+    stats = {"training_lines": len(texts), "class_lines": len(extra), "name_keys": len(lexicon)}
+    return Corpus([ln for ln in lines + extra if ln], lexicon, stats)

@@ -1,0 +1,421 @@
+"""CTC decoders behind one interface: greedy (``--no-lm``) and pyctcdecode beam search with the names LM.
+
+Both take what ``ocr.inference.Recognizer.logprobs`` returns — one float32
+``(frames, classes)`` array of natural-log probabilities per line, class 0 the
+CTC blank — and return :class:`DecodedLine` records. Frame ``f`` of a line
+covers input columns ``[f * stride, (f + 1) * stride)`` of its crop.
+
+Throughput (pyctcdecode issues #77, #65/PR #68, transformers PR #18351): a
+:class:`BeamDecoder` owns one ``fork`` process pool, created on first use after
+the LM is loaded (children inherit it instead of unpickling it) and closed by
+:meth:`BeamDecoder.close` or the context manager; ``spawn`` would silently
+decode in one process, and a pool per call costs more than the decoding.
+Before the search, runs of frames where only the blank passes
+``token_min_logp`` are collapsed to one frame: pyctcdecode would only add the
+same blank score to every beam there, so the result is unchanged and lines are
+~2× shorter.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import multiprocessing
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from multiprocessing.pool import Pool
+from pathlib import Path
+
+import kenlm
+import numpy as np
+from pyctcdecode.alphabet import Alphabet
+from pyctcdecode.decoder import BeamSearchDecoderCTC
+from pyctcdecode.language_model import HotwordScorer
+
+from lm.build import DEFAULT_LM, LMFiles, lm_prefix, read_info, read_lexicon
+from lm.language_model import RegisterLanguageModel
+from lm.names import display_case
+
+
+@dataclass
+class DecoderConfig:
+    """Beam-search settings; ``alpha``/``beta`` are tuned by ``bench/lm_tune.py`` and stored in the LM's JSON."""
+
+    alpha: float = 0.5
+    beta: float = 1.0
+    unk_score_offset: float = -10.0
+    beam_width: int = 16
+    #: Beams scoring this far (natural log) below the best are dropped.
+    beam_prune_logp: float = -10.0
+    #: Characters below this log-probability in a frame are not tried (the frame's best always is).
+    token_min_logp: float = -5.0
+    hotword_weight: float = 10.0
+    #: Alternatives kept per line by :meth:`BeamDecoder.decode_beams`.
+    nbest: int = 5
+    #: Worker processes for batches (1: decode in this process).
+    processes: int = 2
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DecoderConfig:
+        """Return a config from a dict, ignoring keys that are not settings (``tuned_on``, ...)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class DecodedWord:
+    """One word of a decoded line: text, frame span ``[start_frame, end_frame)`` and confidence 0–1."""
+
+    text: str
+    start_frame: int
+    end_frame: int
+    confidence: float
+
+
+@dataclass
+class DecodedLine:
+    """A decoded line: text, confidence 0–1, its words with frame spans, and alternatives ``(text, log score)``."""
+
+    text: str
+    confidence: float
+    words: list[DecodedWord] = field(default_factory=list)
+    #: Best first; the score is the decoder's natural-log score (acoustic + weighted LM + bonuses).
+    nbest: list[tuple[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Return the line as plain JSON-able data."""
+        return asdict(self)
+
+
+def ctc_pyctcdecode_labels(labels: Sequence[str]) -> list[str]:
+    """Return recognizer labels (blank first, whatever its name) as pyctcdecode wants them: blank as ``""``."""
+    if len(labels) < 2:
+        raise ValueError("labels must hold the blank and at least one character")
+    out = ["", *labels[1:]]
+    if " " not in out:
+        # Without a space label pyctcdecode never ends a word (issue #55): no LM scoring at all.
+        raise ValueError("labels have no space ' ': the LM needs it as the word separator")
+    if len(set(out)) != len(out):
+        raise ValueError("labels have duplicates")
+    return out
+
+
+def squeeze_blank_runs(logprobs: np.ndarray, token_min_logp: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Return ``(frames kept, their original indices, summed blank log-prob of the dropped frames)``.
+
+    A frame is dropped when it follows a kept frame of the same kind: its best
+    class is the blank and every character is below ``token_min_logp``. The beam
+    search would only add its blank score to every beam.
+    """
+    if len(logprobs) == 0:
+        return logprobs, np.zeros(0, np.int64), 0.0
+    blank_only = (logprobs[:, 1:].max(axis=1) < token_min_logp) & (logprobs.argmax(axis=1) == 0)
+    drop = blank_only.copy()
+    drop[0] = False
+    drop[1:] &= blank_only[:-1]
+    keep = np.flatnonzero(~drop)
+    return logprobs[keep], keep, float(logprobs[drop, 0].sum())
+
+
+def ctc_logp(logprobs: np.ndarray, targets: Sequence[int]) -> float:
+    """Return ``ln P(targets | logprobs)`` under CTC (sum over alignments), for a (frames, classes) span."""
+    frames = len(logprobs)
+    if not targets:
+        return float(logprobs[:, 0].sum())
+    ext = np.zeros(2 * len(targets) + 1, np.int64)
+    ext[1::2] = targets
+    n = len(ext)
+    # A state may skip the blank before it when its label differs from the one two back.
+    can_skip = np.zeros(n, bool)
+    can_skip[3::2] = ext[3::2] != ext[1:-2:2]
+    alpha = np.full(n, -np.inf)
+    alpha[0] = logprobs[0, 0] if frames else -np.inf
+    alpha[1] = logprobs[0, ext[1]] if frames else -np.inf
+    for t in range(1, frames):
+        prev = alpha
+        shifted1 = np.concatenate(([-np.inf], prev[:-1]))
+        shifted2 = np.where(can_skip, np.concatenate(([-np.inf, -np.inf], prev[:-2])), -np.inf)
+        alpha = np.logaddexp(np.logaddexp(prev, shifted1), shifted2) + logprobs[t, ext]
+    return float(np.logaddexp(alpha[-1], alpha[-2]))
+
+
+def _geometric_confidence(logp: float, units: int) -> float:
+    """Return ``exp(logp / units)`` clipped to [0, 1]: a per-character geometric-mean probability."""
+    return float(min(1.0, max(0.0, math.exp(logp / max(1, units)))))
+
+
+def read_hotwords(path: str | Path) -> list[str]:
+    """Return the words of a hotwords file (whitespace-separated, ``#`` starts a comment), in order, without duplicates."""
+    words: dict[str, None] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        for word in line.split("#", 1)[0].split():
+            words[word] = None
+    return list(words)
+
+
+def expand_hotwords(words: Iterable[str]) -> list[str]:
+    """Return hotwords in the forms a register writes them: as given, capitalized, upper case, and with ``,`` ``.`` ``)`` after or ``(`` before.
+
+    pyctcdecode matches a hotword only as a whole space-separated word, so
+    ``Dupont,`` would not earn the bonus of ``Dupont``.
+    """
+    out: dict[str, None] = {}
+    for word in words:
+        forms = [word]
+        if word.replace("-", "").replace("'", "").isalpha():
+            forms += [display_case(word.upper()), word.upper()]
+        for form in forms:
+            for variant in (form, form + ",", form + ".", form + ")", "(" + form, "(" + form + ")"):
+                out[variant] = None
+    return list(out)
+
+
+# Decoders used by pool workers, keyed by a random id. Fork children inherit the
+# entry made before the pool started, so the KenLM model is never pickled.
+_REGISTRY: dict[bytes, _SearchState] = {}
+
+
+@dataclass
+class _SearchState:
+    """What a worker needs to decode one line."""
+
+    ctc: BeamSearchDecoderCTC
+    hotword_scorer: HotwordScorer
+    config: DecoderConfig
+    label_ids: dict[str, int]
+
+
+def _decode_line(key: bytes, logprobs: np.ndarray, detailed: bool) -> DecodedLine:
+    """Decode one line with the registered decoder ``key`` (runs in a pool worker or in-process)."""
+    st = _REGISTRY[key]
+    cfg = st.config
+    logprobs = np.asarray(logprobs, np.float32)
+    if len(logprobs) == 0:
+        return DecodedLine("", 0.0, [], [("", 0.0)] if detailed else [])
+    squeezed, kept, dropped_logp = squeeze_blank_runs(logprobs, cfg.token_min_logp)
+    # pyctcdecode's decode_beams rebuilds the hotword regex and trie on every call;
+    # _decode_logits takes the scorer built once per run (pyctcdecode 0.5.0).
+    beams = st.ctc._decode_logits(  # noqa: SLF001
+        np.clip(squeezed, math.log(1e-15), 0.0),
+        beam_width=cfg.beam_width,
+        beam_prune_logp=cfg.beam_prune_logp,
+        token_min_logp=cfg.token_min_logp,
+        # History pruning merges beams that share their last words: fine for the
+        # best text, not for an n-best list.
+        prune_history=not detailed,
+        hotword_scorer=st.hotword_scorer,
+    )
+    text, _, word_frames, logit_score, _ = beams[0]
+    confidence = _geometric_confidence(logit_score + dropped_logp, len(text))
+    words = []
+    for word, (start, end) in word_frames:
+        start_f, end_f = int(kept[start]), int(kept[end - 1]) + 1
+        conf = 0.0
+        if detailed:
+            targets = [st.label_ids[c] for c in word]
+            conf = _geometric_confidence(ctc_logp(logprobs[start_f:end_f], targets), len(word))
+        words.append(DecodedWord(word, start_f, end_f, conf))
+    nbest: list[tuple[str, float]] = []
+    if detailed:
+        seen: set[str] = set()
+        for b_text, _, _, _, combined in beams:
+            if b_text not in seen:
+                seen.add(b_text)
+                nbest.append((b_text, float(combined)))
+            if len(nbest) >= cfg.nbest:
+                break
+    return DecodedLine(text, confidence, words, nbest)
+
+
+class BeamDecoder:
+    """pyctcdecode beam search over the recognizer's labels, with the names LM (or none), hotwords and a fork pool."""
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        lm: str | Path | None = DEFAULT_LM,
+        config: DecoderConfig | None = None,
+        hotwords: Iterable[str] = (),
+    ) -> None:
+        self.config = config or DecoderConfig()
+        self.labels = ctc_pyctcdecode_labels(labels)
+        self.hotwords = expand_hotwords(hotwords)
+        self.lm_version = "none"
+        self.language_model: RegisterLanguageModel | None = None
+        if lm is not None:
+            files = LMFiles(lm_prefix(lm))
+            if not files.binary.exists():
+                raise FileNotFoundError(f"{files.binary}: no LM binary (run `registre build-lm` or pass --no-lm)")
+            vocabulary = files.unigrams.read_text(encoding="utf-8").split()
+            lexicon = read_lexicon(files.lexicon) if files.lexicon.exists() else None
+            self.language_model = RegisterLanguageModel(
+                kenlm.Model(str(files.binary)),
+                vocabulary,
+                lexicon,
+                alpha=self.config.alpha,
+                beta=self.config.beta,
+                unk_score_offset=self.config.unk_score_offset,
+            )
+            self.lm_version = read_info(files.prefix).get("version", "unknown")
+        self._ctc = BeamSearchDecoderCTC(Alphabet.build_alphabet(self.labels), self.language_model)
+        self._key = os.urandom(16)
+        _REGISTRY[self._key] = _SearchState(
+            self._ctc,
+            HotwordScorer.build_scorer(self.hotwords, weight=self.config.hotword_weight),
+            self.config,
+            {c: i for i, c in enumerate(self.labels) if c},
+        )
+        self._pool: Pool | None = None
+
+    @classmethod
+    def load(
+        cls,
+        labels: Sequence[str],
+        lm: str | Path = DEFAULT_LM,
+        hotwords_file: str | Path | None = None,
+        **overrides: float | int,
+    ) -> BeamDecoder:
+        """Return a decoder with the LM at ``lm``, its tuned settings from the LM's JSON, then ``overrides`` (``beam_width=8``)."""
+        tuned = read_info(lm_prefix(lm)).get("decoder", {})
+        config = DecoderConfig.from_dict({**tuned, **overrides})
+        hotwords = read_hotwords(hotwords_file) if hotwords_file else []
+        return cls(labels, lm, config, hotwords)
+
+    @property
+    def version(self) -> str:
+        """Return a short description of the decoding for manifests: LM version, alpha, beta, beam width."""
+        c = self.config
+        return f"beam{c.beam_width}-lm:{self.lm_version}-a{c.alpha:g}-b{c.beta:g}"
+
+    def set_params(self, alpha: float | None = None, beta: float | None = None, unk_score_offset: float | None = None) -> None:
+        """Change LM weights in place (pool workers are restarted, since they hold a copy)."""
+        if alpha is not None:
+            self.config.alpha = alpha
+        if beta is not None:
+            self.config.beta = beta
+        if unk_score_offset is not None:
+            self.config.unk_score_offset = unk_score_offset
+        if self.language_model is not None:
+            self.language_model.reset_params(alpha=alpha, beta=beta, unk_score_offset=unk_score_offset)
+        self._close_pool()
+
+    def _get_pool(self) -> Pool | None:
+        if self.config.processes <= 1:
+            return None
+        if self._pool is None:
+            self._pool = multiprocessing.get_context("fork").Pool(self.config.processes)
+        return self._pool
+
+    def _run(self, logprobs: Sequence[np.ndarray], detailed: bool) -> list[DecodedLine]:
+        work = functools.partial(_decode_line, self._key, detailed=detailed)
+        pool = self._get_pool() if len(logprobs) > 1 else None
+        if pool is None:
+            return [work(lp) for lp in logprobs]
+        chunk = max(1, len(logprobs) // (8 * self.config.processes))
+        return pool.map(work, logprobs, chunksize=chunk)
+
+    def decode_batch(self, logprobs: Sequence[np.ndarray]) -> list[DecodedLine]:
+        """Return the best reading of each line (text, confidence, word frame spans; no n-best, word confidences 0)."""
+        return self._run(logprobs, detailed=False)
+
+    def decode_beams(self, logprobs: Sequence[np.ndarray]) -> list[DecodedLine]:
+        """Return each line with word frame spans and confidences and its n-best alternatives."""
+        return self._run(logprobs, detailed=True)
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+
+    def close(self) -> None:
+        """Stop the worker processes and release the LM."""
+        self._close_pool()
+        _REGISTRY.pop(self._key, None)
+        self._ctc.cleanup()
+
+    def __enter__(self) -> BeamDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class GreedyDecoder:
+    """Best-path CTC decoding (``--no-lm``): the most likely class per frame, repeats merged, blanks removed."""
+
+    version = "greedy"
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = ctc_pyctcdecode_labels(labels)
+
+    def decode_line(self, logprobs: np.ndarray) -> DecodedLine:
+        """Return the best-path reading of one line; confidence is the geometric mean of the emitted characters' peak probabilities."""
+        logprobs = np.asarray(logprobs)
+        if len(logprobs) == 0:
+            return DecodedLine("", 0.0, [], [("", 0.0)])
+        best = logprobs.argmax(axis=1)
+        best_logp = logprobs.max(axis=1)
+        # A character is emitted where the best class is not blank and differs from the previous frame's.
+        starts = np.flatnonzero((best != 0) & (best != np.concatenate(([0], best[:-1]))))
+        # Each emission's run ends where the class changes; its confidence is the run's peak.
+        change = np.flatnonzero(np.diff(best) != 0) + 1
+        run_ends = np.append(change, len(best))
+        ends = run_ends[np.searchsorted(run_ends, starts, side="right")]
+        chars = [self.labels[k] for k in best[starts]]
+        peaks = np.array([best_logp[s:e].max() for s, e in zip(starts, ends, strict=True)], np.float64)
+        text = "".join(chars)
+        if len(peaks):
+            confidence = float(np.exp(peaks.mean()))
+        else:
+            confidence = float(np.exp(best_logp.mean()))
+        words: list[DecodedWord] = []
+        i = 0
+        while i < len(chars):
+            if chars[i] == " ":
+                i += 1
+                continue
+            j = i
+            while j < len(chars) and chars[j] != " ":
+                j += 1
+            words.append(
+                DecodedWord("".join(chars[i:j]), int(starts[i]), int(ends[j - 1]), float(np.exp(peaks[i:j].mean())))
+            )
+            i = j
+        # Spaces at the ends and doubled inside are not words (as pyctcdecode normalizes them).
+        clean = " ".join(text.split())
+        return DecodedLine(clean, confidence, words, [(clean, float(best_logp.sum()))])
+
+    def decode_batch(self, logprobs: Sequence[np.ndarray]) -> list[DecodedLine]:
+        """Return the best-path reading of each line."""
+        return [self.decode_line(lp) for lp in logprobs]
+
+    def decode_beams(self, logprobs: Sequence[np.ndarray]) -> list[DecodedLine]:
+        """Return the same as :meth:`decode_batch` (one path: the n-best list has one entry)."""
+        return self.decode_batch(logprobs)
+
+    def close(self) -> None:
+        """Do nothing (no resources)."""
+
+    def __enter__(self) -> GreedyDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+Decoder = BeamDecoder | GreedyDecoder
+
+__all__ = [
+    "BeamDecoder",
+    "DecodedLine",
+    "DecodedWord",
+    "Decoder",
+    "DecoderConfig",
+    "GreedyDecoder",
+    "ctc_logp",
+    "expand_hotwords",
+    "read_hotwords",
+    "squeeze_blank_runs",
+]

@@ -1,0 +1,147 @@
+"""The names LM as pyctcdecode sees it: KenLM over register tokens, with name classes and punctuation split.
+
+pyctcdecode's own ``LanguageModel`` scores each space-separated word as one
+KenLM word and checks partial words against a character trie of all unigrams.
+For registers that fails twice: ``Dupont,`` is not ``Dupont`` (punctuation
+sticks to words), and a trie of 250,000 names costs ~110 MB of Python objects
+per process and seconds to build. This class keeps pyctcdecode's scoring
+conventions (``alpha``, ``beta``, ``unk_score_offset`` with the same units and
+the same partial-word penalty) and changes what a word is:
+
+* a word is scored as its LM tokens (``lm.tokens.lm_tokens``): leading and
+  trailing punctuation as tokens of their own, digits folded to ``0``;
+* a token outside the KenLM vocabulary that is a name in the lexicon scores as
+  its class token plus ``log10(1 / class size)``;
+* partial words are checked by binary search in sorted word lists.
+
+It implements pyctcdecode's public ``AbstractLanguageModel`` interface.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable
+
+import kenlm
+from pyctcdecode.constants import AVG_TOKEN_LEN, LOG_BASE_CHANGE_FACTOR
+from pyctcdecode.language_model import AbstractLanguageModel
+
+from lm.names import CLASS_TOKENS, NameLexicon
+from lm.tokens import fold_digits, lm_tokens, split_word
+
+
+class RegisterLanguageModel(AbstractLanguageModel):
+    """Shallow-fusion scorer over a KenLM model of register tokens and a lexicon of name classes."""
+
+    def __init__(
+        self,
+        kenlm_model: kenlm.Model,
+        vocabulary: Iterable[str],
+        lexicon: NameLexicon | None = None,
+        alpha: float = 0.5,
+        beta: float = 1.5,
+        unk_score_offset: float = -10.0,
+        score_boundary: bool = True,
+    ) -> None:
+        self._kenlm = kenlm_model
+        self._vocab = frozenset(w for w in vocabulary if w not in CLASS_TOKENS and w in kenlm_model)
+        self._sorted_vocab = sorted(self._vocab)
+        self._lexicon = lexicon or NameLexicon({})
+        # log10 P(name | class): uniform over the class's keys.
+        self._class_logp = {
+            cls: -math.log10(size) for cls, size in self._lexicon.sizes.items() if size and cls in kenlm_model
+        }
+        self.alpha = alpha
+        self.beta = beta
+        self.unk_score_offset = unk_score_offset
+        self.score_boundary = score_boundary
+
+    @property
+    def order(self) -> int:
+        """Return the n-gram order of the KenLM model."""
+        return int(self._kenlm.order)
+
+    def get_start_state(self) -> kenlm.State:
+        """Return the KenLM state at the start of a line."""
+        state = kenlm.State()
+        if self.score_boundary:
+            self._kenlm.BeginSentenceWrite(state)
+        else:
+            self._kenlm.NullContextWrite(state)
+        return state
+
+    def reset_params(self, **params) -> None:  # type: ignore[override]
+        """Set ``alpha``, ``beta``, ``unk_score_offset`` or ``score_boundary`` in place."""
+        for name in ("alpha", "beta", "unk_score_offset", "score_boundary"):
+            if params.get(name) is not None:
+                setattr(self, name, params[name])
+
+    def is_known(self, token: str) -> bool:
+        """Return whether a (folded) LM token is a model word or a name of the lexicon."""
+        return token in self._vocab or bool(self._lexicon.classes_of(token))
+
+    def _has_prefix(self, core: str) -> bool:
+        folded = fold_digits(core)
+        i = bisect.bisect_left(self._sorted_vocab, folded)
+        if i < len(self._sorted_vocab) and self._sorted_vocab[i].startswith(folded):
+            return True
+        return self._lexicon.has_prefix(core)
+
+    def score_partial_token(self, partial_token: str) -> float:
+        """Return the penalty (natural log, unscaled as in pyctcdecode) for a word still being read that no known word starts with."""
+        _, core, trail = split_word(partial_token)
+        if not core:
+            known = True  # punctuation only, so far
+        elif trail:
+            # Trailing punctuation closes the core: it must be a whole known word.
+            known = self.is_known(fold_digits(core)) or self.is_known(core)
+        else:
+            known = self._has_prefix(core)
+        if known:
+            return 0.0
+        penalty = self.unk_score_offset
+        if len(partial_token) > AVG_TOKEN_LEN:
+            penalty *= len(partial_token) / AVG_TOKEN_LEN
+        return penalty
+
+    def token_logp(self, state: kenlm.State, token: str) -> tuple[float, kenlm.State]:
+        """Return ``(log10 probability, next state)`` of one LM token, names through their class, unknowns with the offset."""
+        end = kenlm.State()
+        if token in self._vocab:
+            return self._kenlm.BaseScore(state, token, end), end
+        best: tuple[float, kenlm.State] | None = None
+        for cls in self._lexicon.classes_of(token):
+            if cls in self._class_logp:
+                cls_end = kenlm.State()
+                logp = self._kenlm.BaseScore(state, cls, cls_end) + self._class_logp[cls]
+                if best is None or logp > best[0]:
+                    best = (logp, cls_end)
+        if best is not None:
+            return best
+        return self._kenlm.BaseScore(state, token, end) + self.unk_score_offset, end
+
+    def word_logp(self, state: kenlm.State, word: str, is_last_word: bool = False) -> tuple[float, kenlm.State]:
+        """Return ``(log10 probability, next state)`` of a space-free word (plus ``</s>`` when it ends the line)."""
+        total = 0.0
+        for token in lm_tokens(word):
+            logp, state = self.token_logp(state, token)
+            total += logp
+        if is_last_word and self.score_boundary:
+            total += self._kenlm.BaseScore(state, "</s>", kenlm.State())
+        return total, state
+
+    def score(self, prev_state: kenlm.State, word: str, is_last_word: bool = False) -> tuple[float, kenlm.State]:
+        """Return pyctcdecode's fused word score ``alpha * ln P(word | context) + beta`` and the next state."""
+        logp, state = self.word_logp(prev_state, word, is_last_word)
+        return self.alpha * logp * LOG_BASE_CHANGE_FACTOR + self.beta, state
+
+    def line_logp(self, text: str) -> float:
+        """Return the log10 probability of a whole line (``</s>`` included when boundaries are scored)."""
+        state = self.get_start_state()
+        words = text.split()
+        total = 0.0
+        for i, word in enumerate(words):
+            logp, state = self.word_logp(state, word, is_last_word=i == len(words) - 1)
+            total += logp
+        return total

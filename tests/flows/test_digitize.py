@@ -1,0 +1,238 @@
+"""Real runs of the digitize-archive flow on Prefect's test server: local folders, SeaweedFS S3, Dask."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import xmlschema
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterName,
+    TaskRunFilter,
+    TaskRunFilterFlowRunId,
+)
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.states import Failed
+from typer.testing import CliRunner
+
+from flows.digitize import retry_on_transient, run_digitize
+from flows.manifest import DONE, FAILED, read_manifest
+from flows.records import record_from_json
+from flows.settings import Settings
+from flows.storage import TEMP_PREFIX, LocalStorage, StorageError, open_storage
+from segmentation.loading import TruncatedImage
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "flows" / "schemas"
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def settings_for(model: Path, **kw: object) -> Settings:
+    base = {"model": model, "use_lm": False, "formats": ["json"], "chunk_size": 2, "task_workers": 2}
+    return Settings(**{**base, **kw})
+
+
+def snapshot(folder: Path) -> dict[str, int]:
+    """Return {file name: mtime_ns} of the records in a folder."""
+    return {p.name: p.stat().st_mtime_ns for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def artifacts_of(flow_run_id: str) -> dict[str, object]:
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key: a for a in arts}
+
+
+def test_local_run_records_manifest_artifacts_and_reruns(
+    tmp_path: Path, tiny_model: Path, tiny_model_version: str, page_bytes: dict[str, bytes], write_pages
+) -> None:
+    good = dict(page_bytes)
+    first = next(iter(good.values()))
+    src = write_pages(tmp_path / "src", {**good, "reg2/broken.jpg": first[: len(first) // 2]})
+    out = tmp_path / "out"
+    settings = settings_for(tiny_model, formats=["json", "alto", "page"])
+
+    s1 = run_digitize(str(src), str(out), settings)
+    assert (s1.listed, s1.planned, s1.done, s1.failed) == (4, 4, 3, 1)
+    assert s1.failures_by_reason == {"image: TruncatedImage": 1}
+    assert not s1.ok and s1.model_version == tiny_model_version
+    assert s1.chunks == 2  # 4 pages, chunks of 2
+
+    # Records: one JSON (+ALTO, PAGE) per good page, in original-scan pixels, confidences 0-1.
+    for name, data in good.items():
+        pid = name.rsplit(".", 1)[0]
+        rec = record_from_json((out / f"{pid}.json").read_bytes())
+        assert rec.source_key == name and rec.sha256 == hashlib.sha256(data).hexdigest()
+        assert rec.size_bytes == len(data) and rec.height == 900
+        assert rec.model_version == tiny_model_version and rec.decoder == "greedy"
+        assert len(rec.lines) >= 10
+        assert sorted(ln.order for ln in rec.lines) == list(range(len(rec.lines)))
+        for ln in rec.lines:
+            assert 0 <= ln.confidence <= 1
+            assert all(0 <= x < rec.width and 0 <= y < rec.height for x, y in ln.polygon + ln.baseline)
+            for w in ln.words:
+                assert 0 <= w.confidence <= 1 and w.box[0] <= w.box[2] <= rec.width and w.box[3] <= rec.height
+        assert (out / f"{pid}.alto.xml").exists() and (out / f"{pid}.page.xml").exists()
+    assert not list(out.glob("reg2__broken*"))
+    alto = xmlschema.XMLSchema(
+        str(SCHEMAS / "alto-4-4.xsd"), locations={"http://www.w3.org/1999/xlink": str(SCHEMAS / "xlink.xsd")}
+    )
+    pid = next(iter(good)).rsplit(".", 1)[0]
+    alto.validate(str(out / f"{pid}.alto.xml"))
+    xmlschema.validate(str(out / f"{pid}.page.xml"), str(SCHEMAS / "pagecontent-2019-07-15.xsd"))
+
+    # Manifest: one line per attempt, failures with their reason; no parts left over.
+    entries = read_manifest(LocalStorage(out))
+    assert len(entries) == 4 and not (out / "manifest.parts").exists()
+    broken = [e for e in entries if e.source_key == "reg2/broken.jpg"]
+    assert broken[0].status == FAILED and "truncated" in broken[0].reason.lower()
+    done = [e for e in entries if e.status == DONE]
+    assert all(set(e.timings) >= {"load", "segment", "recognize", "decode", "write", "total"} for e in done)
+    assert all(e.model_version == tiny_model_version for e in entries)
+
+    # Prefect UI artifacts: progress at 100 %, a table of the pages, a markdown summary.
+    arts = artifacts_of(s1.flow_run_id)
+    assert float(arts["digitize-progress"].data) == pytest.approx(100.0)
+    table = arts["digitize-pages"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    assert sorted(r["status"] for r in rows) == [DONE, DONE, DONE, FAILED]
+    assert "Failures by reason" in arts["digitize-summary"].data
+
+    # --only-failed retries only the failed page (still broken here): the done records are untouched.
+    before = snapshot(out)
+    s2 = run_digitize(str(src), str(out), settings, only_failed=True)
+    assert (s2.planned, s2.done, s2.failed, s2.skipped) == (1, 0, 1, 3)
+    assert {k: v for k, v in snapshot(out).items() if k != "manifest.jsonl"} == {
+        k: v for k, v in before.items() if k != "manifest.jsonl"
+    }
+
+    # Repaired, a plain rerun picks up the failed page only.
+    (src / "reg2" / "broken.jpg").write_bytes(first)
+    s3 = run_digitize(str(src), str(out), settings)
+    assert (s3.planned, s3.done, s3.failed) == (1, 1, 0) and s3.ok
+    assert (out / "reg2__broken.json").exists()
+
+    # Everything done with this model: a rerun does no work at all.
+    before = snapshot(out)
+    s4 = run_digitize(str(src), str(out), settings)
+    assert (s4.planned, s4.chunks, s4.done, s4.failed, s4.skipped) == (0, 0, 0, 0, 4)
+    assert snapshot(out) == before
+    assert len(read_manifest(LocalStorage(out))) == 6
+
+
+def test_a_page_failing_mid_write_leaves_no_partial_record(
+    tmp_path: Path, tiny_model: Path, page_bytes: dict[str, bytes], write_pages
+) -> None:
+    names = sorted(page_bytes)[:2]
+    src = write_pages(tmp_path / "src", {n: page_bytes[n] for n in names})
+    out = tmp_path / "out"
+    victim = names[0].rsplit(".", 1)[0]
+    # Its PAGE-XML (the last format written) cannot be put in place: a folder holds the name.
+    (out / f"{victim}.page.xml").mkdir(parents=True)
+    summary = run_digitize(str(src), str(out), settings_for(tiny_model, formats=["json", "alto", "page"]))
+    assert (summary.done, summary.failed) == (1, 1)
+    assert list(summary.failures_by_reason) == ["write: StorageError"]
+    assert not (out / f"{victim}.json").exists() and not (out / f"{victim}.alto.xml").exists()
+    assert not [p for p in out.rglob("*") if p.name.startswith(TEMP_PREFIX)]
+    other = names[1].rsplit(".", 1)[0]
+    assert all((out / f"{other}{sfx}").exists() for sfx in (".json", ".alto.xml", ".page.xml"))
+    entry = {e.page_id: e for e in read_manifest(LocalStorage(out))}[victim]
+    assert entry.status == FAILED and entry.reason.startswith("write:")
+
+
+def test_s3_source_and_destination(tiny_model: Path, page_bytes: dict[str, bytes], s3_prefix: str) -> None:
+    src_url, out_url = s3_prefix + "/scans", s3_prefix + "/records"
+    src = open_storage(src_url, addressing_style="path")
+    names = sorted(page_bytes)[:2]
+    for n in names:
+        src.put(f"reg/{n}", page_bytes[n])
+    src.put("reg/readme.txt", b"not a page")
+    settings = settings_for(tiny_model, s3_addressing_style="path")
+    summary = run_digitize(src_url, out_url, settings)
+    assert (summary.listed, summary.done, summary.failed) == (2, 2, 0)
+    dst = open_storage(out_url, addressing_style="path")
+    keys = sorted(dst.list_keys(extensions=None))
+    assert keys == sorted([f"reg__{n.rsplit('.', 1)[0]}.json" for n in names] + ["manifest.jsonl"])
+    rec = record_from_json(dst.get(keys[0]))
+    assert rec.source_key.startswith("reg/") and rec.lines
+    again = run_digitize(src_url, out_url, settings)
+    assert (again.planned, again.chunks) == (0, 0)
+
+
+def test_dask_task_runner_produces_the_same_records(
+    tmp_path: Path, tiny_model: Path, page_bytes: dict[str, bytes], write_pages
+) -> None:
+    names = sorted(page_bytes)[:2]
+    src = write_pages(tmp_path / "src", {n: page_bytes[n] for n in names})
+    threads = run_digitize(str(src), str(tmp_path / "threads"), settings_for(tiny_model))
+    dask = run_digitize(str(src), str(tmp_path / "dask"), settings_for(tiny_model, dask_workers=2))
+    assert threads.done == dask.done == 2
+    for n in names:
+        a = record_from_json((tmp_path / "threads" / f"{n.rsplit('.', 1)[0]}.json").read_bytes())
+        b = record_from_json((tmp_path / "dask" / f"{n.rsplit('.', 1)[0]}.json").read_bytes())
+        assert [(ln.id, ln.polygon, ln.baseline, ln.order, ln.text) for ln in a.lines] == [
+            (ln.id, ln.polygon, ln.baseline, ln.order, ln.text) for ln in b.lines
+        ]
+        # Other processes may sum floats in another order: confidences agree to rounding.
+        assert [ln.confidence for ln in a.lines] == pytest.approx([ln.confidence for ln in b.lines], abs=2e-3)
+        assert (a.sha256, a.model_version) == (b.sha256, b.model_version)
+
+
+def test_cli_exit_codes_and_summary(
+    tmp_path: Path, tiny_model: Path, page_bytes: dict[str, bytes], write_pages
+) -> None:
+    from flows.cli import app
+
+    name = sorted(page_bytes)[0]
+    src = write_pages(tmp_path / "src", {name: page_bytes[name], "empty.png": b""})
+    out = tmp_path / "out"
+    args = ["digitize", str(src), "--out", str(out), "--model", str(tiny_model), "--no-lm", "--formats", "json,page"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "image: EmptyFile" in result.output and "--only-failed" in result.output
+    assert (out / f"{name.rsplit('.', 1)[0]}.page.xml").exists()
+    (src / "empty.png").unlink()
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, [*args, "--formats", "json,hocr"])
+    assert result.exit_code == 2 and "hocr" in result.output
+
+
+def test_transient_storage_errors_are_retried_then_reported(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    settings = settings_for(
+        tiny_model, s3_endpoint_url="http://127.0.0.1:9", storage_attempts=1, task_retries=2, retry_backoff_s=0.05
+    )
+    with pytest.raises(StorageError) as err:
+        run_digitize("s3://scans/reg", "s3://records/reg", settings)
+    assert err.value.transient
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["digitize-s3://scans/reg"])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )[0]
+        tasks = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])))
+    listing = [t for t in tasks if t.task_key.startswith("list_pages") or t.name.startswith("list-pages")]
+    assert listing and listing[0].run_count == 3  # the first attempt and two retries
+
+
+def test_retry_condition_retries_transient_errors_only() -> None:
+    def verdict(exc: BaseException) -> bool:
+        return retry_on_transient(None, None, Failed(data=exc))  # type: ignore[arg-type]
+
+    assert verdict(StorageError("s3 down", transient=True))
+    assert verdict(ConnectionResetError())
+    assert not verdict(StorageError("access denied"))
+    assert not verdict(TruncatedImage("page.jpg: the file is truncated"))
+    assert not verdict(ValueError("bug"))
