@@ -1,0 +1,1 @@
+"""Prefect flows, tasks, storage, manifests, record writers and the CLI of registre."""

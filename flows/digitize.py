@@ -458,6 +458,10 @@ def run_digitize(
 ) -> DigitizeSummary:
     """Run the flow in this process with the settings' task runner; return its summary (failed pages included)."""
     settings = settings or Settings()
+    if not (settings.dask_address or settings.dask_workers):
+        from flows.pipeline import warm_up
+
+        warm_up(settings)  # the tasks run in this process: load the model and start the decoder pool once
     options = settings.model_dump(mode="json", exclude_unset=False)
     runnable = digitize_archive.with_options(task_runner=task_runner_for(settings))
     state = runnable(src, out, only_failed=only_failed, force=force, options=options, return_state=True)

@@ -145,25 +145,34 @@ class BestPathDecoder:
 
 
 def _open_decoder(recognizer: Any, settings: Settings) -> tuple[Decoder, str, str | None]:
-    """Return (decoder, its description, LM version or None) for the settings."""
-    labels = recognizer.charset.labels
+    """Return (decoder, its description for records, LM version or None) for the settings."""
     try:
         import lm.decoder as lmd
     except ImportError as exc:
         if settings.use_lm:
             raise RuntimeError(f"the names-LM decoder is not available ({exc}); use --no-lm") from exc
         return BestPathDecoder(recognizer.charset), "greedy", None
-    if settings.use_lm:
-        decoder = lmd.open_decoder(labels, settings)
-        # open_decoder may return a context manager; the engine keeps the decoder for the process's life.
-        if hasattr(decoder, "__enter__") and not hasattr(decoder, "decode_batch"):
-            decoder = decoder.__enter__()
-        name = f"beam:{settings.beam_width}+lm"
-        lm_version = getattr(decoder, "lm_version", None) or getattr(decoder, "version", None)
-        return decoder, name, (str(lm_version) if lm_version else None)
-    if hasattr(lmd, "GreedyDecoder"):
+    labels = recognizer.charset.labels
+    if not settings.use_lm:
         return lmd.GreedyDecoder(labels), "greedy", None
-    return BestPathDecoder(recognizer.charset), "greedy", None
+    if hasattr(lmd, "open_decoder"):
+        decoder = lmd.open_decoder(labels, settings)
+    else:
+        decoder = lmd.BeamDecoder.load(
+            labels,
+            settings.lm,
+            settings.hotwords,
+            beam_width=settings.beam_width,
+            processes=settings.decode_workers,
+        )
+    lm_version = getattr(decoder, "lm_version", None)
+    return decoder, str(getattr(decoder, "version", f"beam{settings.beam_width}")), lm_version and str(lm_version)
+
+
+def decode_lines(decoder: Any, logprobs: list[np.ndarray]) -> list[Any]:
+    """Return the decoded lines with word confidences and n-best lists where the decoder offers them."""
+    detailed = getattr(decoder, "decode_beams", None)
+    return detailed(logprobs) if detailed is not None else decoder.decode_batch(logprobs)
 
 
 def get_engine(settings: Settings) -> Engine:
@@ -182,6 +191,19 @@ def get_engine(settings: Settings) -> Engine:
             engine = Engine(recognizer, decoder, name, lm_version, stride)
             _ENGINES[key] = engine
         return engine
+
+
+def warm_up(settings: Settings) -> Engine:
+    """Return this process's engine with its decoder pool already started, from outside any flow run.
+
+    Worker processes forked while Prefect runs a flow inherit its SIGTERM handler
+    and print a traceback when the pool is closed; started here, they do not.
+    """
+    engine = get_engine(settings)
+    classes = len(engine.recognizer.charset.labels)
+    dummy = np.full((2, classes), -np.log(classes), np.float32)
+    decode_lines(engine.decoder, [dummy, dummy])
+    return engine
 
 
 def close_engines() -> None:
@@ -326,17 +348,17 @@ def _words(decoded: Any, line_box: Box, region: tuple[int, int], crop_width: int
 
 
 def _nbest(decoded: Any) -> list[Alternative]:
-    """Return the decoder's n-best readings as (text, confidence 0–1) alternatives."""
-    items = getattr(decoded, "nbest", None) or []
-    out = []
-    for item in items:
-        if isinstance(item, (tuple, list)):
-            text, conf = item[0], item[1]
-        else:
-            text = item.text
-            conf = getattr(item, "confidence", getattr(item, "score", 0.0))
-        out.append(Alternative(str(text), _unit(conf)))
-    return out
+    """Return the decoder's n-best readings with confidences 0–1 relative to each other (softmax of scores).
+
+    A single reading (greedy decoding) is no alternative and gives an empty list.
+    """
+    items = [(it[0], it[1]) if isinstance(it, (tuple, list)) else (it.text, it.score) for it in decoded.nbest or []]
+    if len(items) < 2:
+        return []
+    scores = np.array([float(score) for _, score in items], np.float64)
+    probs = np.exp(scores - scores.max())
+    probs /= probs.sum()
+    return [Alternative(str(text), _unit(p)) for (text, _), p in zip(items, probs, strict=True)]
 
 
 def build_record(prep: _Prepared, decoded: list[Any | None], engine: Engine, created: str) -> PageRecord:
@@ -359,7 +381,7 @@ def build_record(prep: _Prepared, decoded: list[Any | None], engine: Engine, cre
             record_line.text = dec.text
             record_line.confidence = _unit(dec.confidence)
             record_line.words = _words(dec, record_line.bbox, region, crop.shape[1], engine.stride)
-            record_line.nbest = _nbest(dec)
+            record_line.nbest = _nbest(dec) if getattr(dec, "nbest", None) else []
         lines.append(record_line)
     return PageRecord(
         page_id=prep.job.page_id,
@@ -464,7 +486,7 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
         with engine.lock:
             logprobs = engine.recognizer.logprobs(crops) if crops else []
         t1 = time.perf_counter()
-        decoded_flat = engine.decoder.decode_batch(logprobs) if logprobs else []
+        decoded_flat = decode_lines(engine.decoder, logprobs) if logprobs else []
         t2 = time.perf_counter()
     except Exception as exc:  # noqa: BLE001 - a recognizer failure fails these pages, not the run
         for p in prepared:

@@ -116,7 +116,12 @@ def find_tool(name: str) -> Path:
 
 
 def run_lmplz(
-    lines: Sequence[str], arpa: Path, order: int, prune: Sequence[int] = (), memory: str = "512M", tmp_dir: Path | None = None
+    lines: Sequence[str],
+    arpa: Path,
+    order: int,
+    prune: Sequence[int] = (),
+    memory: str = "512M",
+    tmp_dir: Path | None = None,
 ) -> None:
     """Estimate a modified Kneser-Ney ARPA model of ``lines`` (one sentence each, tokens space-separated) with lmplz."""
     cmd = [str(find_tool("lmplz")), "--order", str(order), "--memory", memory, "--skip_symbols", "--discount_fallback"]
@@ -139,7 +144,7 @@ def run_build_binary(arpa: Path, binary: Path, kind: str = "trie", quantize_bits
     if kind == "trie" and quantize_bits:
         cmd += ["-q", str(quantize_bits), "-b", str(quantize_bits)]
     cmd += [kind, str(arpa), str(binary)]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(cmd, capture_output=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"build_binary failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-2000:]}")
 
@@ -217,7 +222,7 @@ def build_lm(
     quantize_bits: int = 8,
     memory: str = "512M",
 ) -> LMInfo:
-    """Build the names LM from ``data_dir`` (training pages + name lists) into the files of prefix ``out``; return what was built.
+    """Build the names LM of ``data_dir`` (training pages, name lists) into the files of prefix ``out``; return them.
 
     ``prune`` holds lmplz's per-order count thresholds (``(0, 0, 1)``: drop
     trigrams seen once); ``names=False`` builds a model of the training text alone.

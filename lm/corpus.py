@@ -91,8 +91,10 @@ class Corpus:
         return sorted({tok for line in self.lines for tok in line.split()})
 
 
-def build_corpus(data_dir: Path = DEFAULT_DATA, names: bool = True, rare_max: int = 1, accent_rules: bool = True) -> Corpus:
-    """Return the LM corpus of ``data_dir``: tokenized training lines plus, with ``names``, name-class lines and lexicon."""
+def build_corpus(
+    data_dir: Path = DEFAULT_DATA, names: bool = True, rare_max: int = 1, accent_rules: bool = True
+) -> Corpus:
+    """Return the LM corpus of ``data_dir``: tokenized training lines (plus name-class lines and lexicon)."""
     data_dir = Path(data_dir)
     texts = training_lines(data_dir)
     lines = [" ".join(line_tokens(t)) for t in texts]

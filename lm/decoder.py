@@ -146,7 +146,7 @@ def _geometric_confidence(logp: float, units: int) -> float:
 
 
 def read_hotwords(path: str | Path) -> list[str]:
-    """Return the words of a hotwords file (whitespace-separated, ``#`` starts a comment), in order, without duplicates."""
+    """Return the words of a hotwords file (whitespace-separated, ``#`` starts a comment), in order, deduplicated."""
     words: dict[str, None] = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         for word in line.split("#", 1)[0].split():
@@ -155,7 +155,9 @@ def read_hotwords(path: str | Path) -> list[str]:
 
 
 def expand_hotwords(words: Iterable[str]) -> list[str]:
-    """Return hotwords in the forms a register writes them: as given, capitalized, upper case, and with ``,`` ``.`` ``)`` after or ``(`` before.
+    """Return hotwords in the forms a register writes them: as given, capitalized, upper case, and punctuated.
+
+    Punctuated means ``,`` ``.`` ``)`` after or ``(`` before.
 
     pyctcdecode matches a hotword only as a whole space-separated word, so
     ``Dupont,`` would not earn the bonus of ``Dupont``.
@@ -276,7 +278,10 @@ class BeamDecoder:
         hotwords_file: str | Path | None = None,
         **overrides: float | int,
     ) -> BeamDecoder:
-        """Return a decoder with the LM at ``lm``, its tuned settings from the LM's JSON, then ``overrides`` (``beam_width=8``)."""
+        """Return a decoder with the LM at ``lm`` and its tuned settings from the LM's JSON, then ``overrides``.
+
+        ``overrides`` are :class:`DecoderConfig` fields (``beam_width=8``, ``processes=1``).
+        """
         tuned = read_info(lm_prefix(lm)).get("decoder", {})
         config = DecoderConfig.from_dict({**tuned, **overrides})
         hotwords = read_hotwords(hotwords_file) if hotwords_file else []
@@ -288,7 +293,9 @@ class BeamDecoder:
         c = self.config
         return f"beam{c.beam_width}-lm:{self.lm_version}-a{c.alpha:g}-b{c.beta:g}"
 
-    def set_params(self, alpha: float | None = None, beta: float | None = None, unk_score_offset: float | None = None) -> None:
+    def set_params(
+        self, alpha: float | None = None, beta: float | None = None, unk_score_offset: float | None = None
+    ) -> None:
         """Change LM weights in place (pool workers are restarted, since they hold a copy)."""
         if alpha is not None:
             self.config.alpha = alpha
@@ -351,7 +358,11 @@ class GreedyDecoder:
         self.labels = ctc_pyctcdecode_labels(labels)
 
     def decode_line(self, logprobs: np.ndarray) -> DecodedLine:
-        """Return the best-path reading of one line; confidence is the geometric mean of the emitted characters' peak probabilities."""
+        """Return the best-path reading of one line.
+
+        Its confidence is the geometric mean of the emitted characters' peak
+        probabilities, as in ``ocr.inference.greedy_decode``.
+        """
         logprobs = np.asarray(logprobs)
         if len(logprobs) == 0:
             return DecodedLine("", 0.0, [], [("", 0.0)])
@@ -407,6 +418,19 @@ class GreedyDecoder:
 
 Decoder = BeamDecoder | GreedyDecoder
 
+
+def load_decoder(
+    labels: Sequence[str],
+    use_lm: bool = True,
+    lm: str | Path = DEFAULT_LM,
+    hotwords_file: str | Path | None = None,
+    **overrides: float | int,
+) -> Decoder:
+    """Return the decoder ``registre`` uses: beam search with the names LM, or greedy without it (``--no-lm``)."""
+    if not use_lm:
+        return GreedyDecoder(labels)
+    return BeamDecoder.load(labels, lm, hotwords_file, **overrides)
+
 __all__ = [
     "BeamDecoder",
     "DecodedLine",
@@ -416,6 +440,7 @@ __all__ = [
     "GreedyDecoder",
     "ctc_logp",
     "expand_hotwords",
+    "load_decoder",
     "read_hotwords",
     "squeeze_blank_runs",
 ]

@@ -89,7 +89,7 @@ class RegisterLanguageModel(AbstractLanguageModel):
         return self._lexicon.has_prefix(core)
 
     def score_partial_token(self, partial_token: str) -> float:
-        """Return the penalty (natural log, unscaled as in pyctcdecode) for a word still being read that no known word starts with."""
+        """Return the penalty (natural log, unscaled, as pyctcdecode's) of a partial word no known word starts with."""
         _, core, trail = split_word(partial_token)
         if not core:
             known = True  # punctuation only, so far
@@ -106,7 +106,7 @@ class RegisterLanguageModel(AbstractLanguageModel):
         return penalty
 
     def token_logp(self, state: kenlm.State, token: str) -> tuple[float, kenlm.State]:
-        """Return ``(log10 probability, next state)`` of one LM token, names through their class, unknowns with the offset."""
+        """Return ``(log10 probability, next state)`` of one LM token: names through their class, unknowns offset."""
         end = kenlm.State()
         if token in self._vocab:
             return self._kenlm.BaseScore(state, token, end), end

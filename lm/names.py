@@ -47,7 +47,10 @@ ACCENT_SUFFIX_RULES: tuple[tuple[str, str], ...] = (
 
 #: Particles of multi-word surnames (``DE LA ROCHETTE``); the decoder reads words, so
 #: such a name enters the lexicon as its other parts (``ROCHETTE``) only.
-PARTICLES = frozenset("A AL D DA DAL DE DEL DELLA DELLE DEN DER DES DI DO DOS DU EL L LA LE LES LO MAC MC O SAN SANTA ST STE TEN TER VAN VANDE VANDEN VON Y".split())
+PARTICLES = frozenset(
+    "A AL D DA DAL DE DEL DELLA DELLE DEN DER DES DI DO DOS DU EL L LA LE LES LO "
+    "MAC MC O SAN SANTA ST STE TEN TER VAN VANDE VANDEN VON Y".split()
+)
 
 _WORD_START = re.compile(r"(^|[\s\-'’])(\w)")
 
@@ -59,7 +62,7 @@ def strip_accents(text: str) -> str:
 
 
 def display_case(key: str) -> str:
-    """Return the capitalized form of an upper-case name: ``JEAN-PIERRE`` → ``Jean-Pierre``, ``D'ALMEIDA`` → ``D'Almeida``."""
+    """Return the capitalized form of an name: ``JEAN-PIERRE`` → ``Jean-Pierre``, ``D'ALMEIDA`` → ``D'Almeida``."""
     return _WORD_START.sub(lambda m: m.group(1) + m.group(2).upper(), key.lower())
 
 
@@ -88,7 +91,7 @@ def learn_accents(words: Iterable[str], min_count: int = 1) -> dict[str, str]:
 
 
 def suffix_variants(key: str) -> list[str]:
-    """Return the accented variants of an accent-free surname given by :data:`ACCENT_SUFFIX_RULES` (longest rule only)."""
+    """Return the accented variant of an accent-free surname by the first matching :data:`ACCENT_SUFFIX_RULES`."""
     for plain, accented in ACCENT_SUFFIX_RULES:
         # Only on words long enough to be more than the ending ("LE", "DE" stay).
         if key.endswith(plain) and len(key) > len(plain) + 2 and strip_accents(key) == key:

@@ -205,10 +205,10 @@ def train(cfg: TrainConfig, synthetic: Callable[[np.random.Generator, int], list
             scaler.update()
             state.step += 1
             seen += len(idx)
-            loss_sum += float(loss) * len(idx)
+            loss_sum += loss.item() * len(idx)
             if cfg.log_every and b % cfg.log_every == 0:
                 rate = seen / max(time.monotonic() - t0, 1e-6)
-                log.info("epoch %d batch %d/%d loss %.3f (%.0f lines/s)", state.epoch, b, len(batches), float(loss), rate)
+                log.info("epoch %d batch %d/%d loss %.3f (%.0f lines/s)", state.epoch, b, len(batches), loss.item(), rate)
         train_s = time.monotonic() - t0
         rates = evaluate_lines(recognizer, val_set)
         seen_cer = rates.get("val-seen", rates["all"]).cer

@@ -26,7 +26,7 @@ from skimage.segmentation import watershed
 
 from segmentation.binarize import binarize_sauvola, paper_mask
 from segmentation.deskew import PageTransform, estimate_skew, page_transform, rotate_mask
-from segmentation.rules import Grid, Ruling, detect_rules, remove_rules, table_grid
+from segmentation.rules import Grid, Ruling, detect_rules, remove_rules, rule_band, table_grid
 from segmentation.types import Cell, Line, PageImage, PageSegmentation, Point, Table
 from segmentation.words import find_words
 
@@ -46,8 +46,12 @@ class SegmentationParams:
     split_gap: float = 1.5  # horizontal gap that splits a row into two lines
     split_tall: float = 1.3  # components taller than this are split pixelwise between rows
     min_line_ink: float = 0.05  # lines with less ink area (in spacing²) are noise
-    pad: float = 0.05  # polygon padding around the ink, vertically
-    pad_x: float = 0.15  # polygon padding at the line's two ends
+    pad: float = 0.05  # polygon padding around the ink (envelope mode)
+    pad_top: float = 0.05  # polygon margin above the ink
+    pad_bottom: float = 0.05  # ... below it
+    pad_left: float = 0.15  # ... before the line's first ink
+    pad_right: float = 0.15  # ... after its last ink
+    smooth: int = 0  # bins on each side sharing their extremes
     bin_width: float = 0.4  # envelope bin width
     word_gap: float = 0.25  # blank run that separates words
     small_width: float = 2.0  # narrower lines are pieces that may belong to a neighbour
@@ -103,12 +107,15 @@ def estimate_line_spacing(text: np.ndarray, lo: float = 8.0, hi: float | None = 
     return float(start + int(np.argmax(seg)))
 
 
-def _drop_slivers(text: np.ndarray, spacing: float) -> np.ndarray:
-    """Return ``text`` without specks and the thin tall leftovers of removed rules."""
+def _drop_slivers(text: np.ndarray, ruling: Ruling, spacing: float) -> np.ndarray:
+    """Return ``text`` without specks and the leftovers of removed rules (pieces lying along a rule)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(text.astype(np.uint8), connectivity=8)
     w, h, area = stats[:, 2], stats[:, 3], stats[:, 4]
     bad = (area < max(3, 0.002 * spacing * spacing)) | ((h > 1.2 * spacing) & (w < 0.1 * spacing))
     bad |= (w > 1.2 * spacing) & (h < 0.06 * spacing)
+    band = rule_band(ruling, text.shape, 0.12 * spacing)
+    inside = np.bincount(labels[band & text], minlength=n)
+    bad |= inside > 0.6 * area
     bad[0] = False
     if not bad.any():
         return text
@@ -188,10 +195,10 @@ def _envelope(ys: np.ndarray, xs: np.ndarray, bin_w: float, pad: float) -> np.nd
 
 
 def _band_envelope(
-    ys: np.ndarray, xs: np.ndarray, base: np.ndarray, bin_w: float, up: float, down: float, reach: float, pad: float,
-    pad_x: float,
+    ys: np.ndarray, xs: np.ndarray, base: np.ndarray, bin_w: float, params: SegmentationParams, spacing: float
 ) -> np.ndarray:
-    """Return a polygon (N, 2): the band ``up``/``down`` around the baseline, grown to the ink it holds.
+    """Return a polygon (N, 2) around a line's ink: its upper and lower envelope, padded, never thinner
+    than the band ``above``/``below`` around the baseline.
 
     Ink further than ``reach`` from the baseline (a flourish, a neighbour's
     descender) does not grow it.
@@ -204,18 +211,22 @@ def _band_envelope(
     centres = x0 + (np.arange(nb) + 0.5) * bin_w
     base_y = by0 + slope * (centres - bx0)
     rel = ys - (by0 + slope * (xs - bx0))
+    reach = params.reach * spacing
     keep = (rel > -reach) & (rel < reach)
-    top = base_y - up
-    bot = base_y + down
     tb = np.full(nb, np.inf)
     bb = np.full(nb, -np.inf)
-    np.minimum.at(tb, b[keep], ys[keep] - pad)
-    np.maximum.at(bb, b[keep], ys[keep] + 1 + pad)
-    top = np.minimum(top, tb)
-    bot = np.maximum(bot, bb)
+    np.minimum.at(tb, b[keep], ys[keep])
+    np.maximum.at(bb, b[keep], ys[keep] + 1)
+    if params.smooth > 0:
+        # Neighbouring bins share their extremes: the outline follows the words, not each letter.
+        k = np.ones((1, 2 * params.smooth + 1), np.uint8)
+        tb = cv2.erode(tb.reshape(1, -1).astype(np.float32), k, borderType=cv2.BORDER_REPLICATE).ravel()
+        bb = cv2.dilate(bb.reshape(1, -1).astype(np.float32), k, borderType=cv2.BORDER_REPLICATE).ravel()
+    top = np.minimum(base_y - params.above * spacing, tb - params.pad_top * spacing)
+    bot = np.maximum(base_y + params.below * spacing, bb + params.pad_bottom * spacing)
     idx = np.arange(nb)
-    left = x0 + idx * bin_w - np.where(idx == 0, pad_x, 0)
-    right = np.minimum(x0 + (idx + 1) * bin_w, x1 + 1) + np.where(idx == nb - 1, pad_x, 0)
+    left = x0 + idx * bin_w - np.where(idx == 0, params.pad_left * spacing, 0)
+    right = np.minimum(x0 + (idx + 1) * bin_w, x1 + 1) + np.where(idx == nb - 1, params.pad_right * spacing, 0)
     upper = np.stack([np.stack([left, right], 1).ravel(), np.repeat(top, 2)], 1)
     lower = np.stack([np.stack([left, right], 1).ravel(), np.repeat(bot, 2)], 1)[::-1]
     return np.concatenate([upper, lower])
@@ -480,7 +491,7 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
         angle = 0.0
     spacing0 = estimate_line_spacing(ink)
     ruling = detect_rules(ink, spacing0)
-    text = _drop_slivers(remove_rules(ink, ruling), spacing0)
+    text = _drop_slivers(remove_rules(ink, ruling), ruling, spacing0)
     spacing = estimate_line_spacing(text)
     grid = table_grid(ruling, text.shape, min_column=0.5 * spacing)
     rows = _merge_rows(_assign_rows(text, ruling, spacing, params), ruling, spacing, params)
@@ -507,8 +518,7 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
     for i, (_, ridge_y, _, row, col) in enumerate(keyed):
         base_w = _baseline(row.ys, row.xs, bin_w)
         if params.band == 2:
-            poly_w = _band_envelope(row.ys, row.xs, base_w, bin_w, params.above * spacing, params.below * spacing,
-                                    params.reach * spacing, pad, params.pad_x * spacing)
+            poly_w = _band_envelope(row.ys, row.xs, base_w, bin_w, params, spacing)
         elif params.band:
             (bx0, by0), (bx1, by1) = base_w
             up, dn = params.above * spacing, params.below * spacing

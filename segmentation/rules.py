@@ -106,6 +106,19 @@ def _rank_open(mask: np.ndarray, ksize: tuple[int, int], fill: float) -> np.ndar
     return grown & mask.astype(np.uint8)
 
 
+def _thin_only(mask: np.ndarray, vertical: bool, max_thickness: float) -> np.ndarray:
+    """Return ``mask`` without the components thicker (area / length) than ``max_thickness`` pixels."""
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return mask
+    length = stats[:, 3] if vertical else stats[:, 2]
+    thick = stats[:, 4] / np.maximum(length, 1) > max_thickness
+    thick[0] = False
+    if not thick.any():
+        return mask
+    return np.where(thick[labels], 0, mask).astype(np.uint8)
+
+
 def detect_rules(ink: np.ndarray, line_spacing: float) -> Ruling:
     """Return the horizontal and vertical rules of a levelled ink mask.
 
@@ -118,9 +131,10 @@ def detect_rules(ink: np.ndarray, line_spacing: float) -> Ruling:
     kv = int(max(25, 3.0 * line_spacing))
     kh = int(max(25, 4.0 * line_spacing))
     # A rank opening: keep runs that are at least 70 % ink over the kernel's
-    # length, so a faint rule broken by the binarization still counts.
-    vert = _rank_open(img, (1, kv), 0.7)
-    horiz = _rank_open(img, (kh, 1), 0.7)
+    # length, so a faint rule broken by the binarization still counts. Rows of
+    # bold printed capitals reach 70 % too, so horizontal runs must be ~solid.
+    vert = _thin_only(_rank_open(img, (1, kv), 0.7), True, 0.3 * line_spacing)
+    horiz = _thin_only(_rank_open(img, (kh, 1), 0.9), False, 0.3 * line_spacing)
     # Bridge the short breaks of a faded or crossed rule before measuring its length.
     vert_joined = cv2.morphologyEx(
         vert, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (1, int(line_spacing)))
@@ -130,11 +144,20 @@ def detect_rules(ink: np.ndarray, line_spacing: float) -> Ruling:
     )
     v_rules = _fit_segments(vert_joined, vertical=True, min_length=max(kv, 0.08 * h))
     h_rules = _fit_segments(horiz_joined, vertical=False, min_length=kh)
-    # Removal masks: the opened pixels grown by one pixel across the rule, so the
-    # anti-aliased fringe goes too.
-    vmask = cv2.dilate(vert, cv2.getStructuringElement(cv2.MORPH_RECT, (3, 1))).astype(bool)
-    hmask = cv2.dilate(horiz, cv2.getStructuringElement(cv2.MORPH_RECT, (1, 3))).astype(bool)
+    # Removal masks: the opened pixels grown by two pixels across the rule, so
+    # the anti-aliased fringe goes too.
+    vmask = cv2.dilate(vert, cv2.getStructuringElement(cv2.MORPH_RECT, (5, 1))).astype(bool)
+    hmask = cv2.dilate(horiz, cv2.getStructuringElement(cv2.MORPH_RECT, (1, 5))).astype(bool)
     return Ruling(hmask, vmask, h_rules, v_rules)
+
+
+def rule_band(ruling: Ruling, shape: tuple[int, int], margin: float, vertical: bool = True) -> np.ndarray:
+    """Return a mask of the strip ``margin`` pixels either side of each fitted rule (its thickness added)."""
+    band = np.zeros(shape, np.uint8)
+    for r in ruling.vertical if vertical else ruling.horizontal:
+        width = max(1, int(round(r.thickness + 2 * margin)))
+        cv2.line(band, (int(round(r.x0)), int(round(r.y0))), (int(round(r.x1)), int(round(r.y1))), 1, width)
+    return band.astype(bool)
 
 
 def remove_rules(ink: np.ndarray, ruling: Ruling) -> np.ndarray:

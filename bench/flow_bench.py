@@ -1,0 +1,287 @@
+"""End-to-end benchmark of the digitize-archive flow: pages/min, time per stage, Prefect overhead, memory.
+
+Usage: python bench/flow_bench.py [--pages 501] [--quick] [--no-lm] [--cores 2] [--chunk-size 20]
+
+The example pages are repeated (symlinks) to make a run of ``--pages`` pages,
+digitized by the real flow on Prefect's temporary local server, with the
+shipped model and names LM, on ``--cores`` CPU cores. The flow process's
+memory (with its decoder pool) is sampled as chunks finish, to show that it
+does not grow with the number of pages. Prefect's overhead is measured by
+running the same chunks of ``--direct-pages`` pages through the same code
+with a plain thread pool and no Prefect, and comparing seconds per page.
+
+Targets (issue 6): Prefect overhead ≤ 5 % of the run; memory flat; ≥ 10 pages/min on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+import psutil  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples" / "pages"
+MB = 1024 * 1024
+
+
+def limit_cores(n: int) -> list[int]:
+    """Pin this process (and the processes it starts) to its first ``n`` CPUs; return them."""
+    cpus = sorted(os.sched_getaffinity(0))[:n]
+    os.sched_setaffinity(0, cpus)
+    return cpus
+
+
+def make_source(folder: Path, pages: int) -> list[str]:
+    """Fill ``folder`` with ``pages`` symlinks cycling over the example pages; return the names."""
+    examples = sorted(EXAMPLES.glob("*.jpg"))
+    names = []
+    for i in range(pages):
+        src = examples[i % len(examples)]
+        name = f"p{i:05d}-{src.name}"
+        (folder / name).symlink_to(src)
+        names.append(name)
+    return names
+
+
+def tree_memory(proc: psutil.Process) -> tuple[float, float]:
+    """Return (MB of this process and its workers, MB of the Prefect server subprocess), as PSS.
+
+    PSS shares each page among the processes mapping it: the decoder pool's
+    forked copies of the LM are not counted twice as RSS would.
+    """
+
+    def pss(p: psutil.Process) -> int:
+        try:
+            return p.memory_full_info().pss
+        except (psutil.AccessDenied, AttributeError):
+            return p.memory_info().rss
+
+    own, server = pss(proc), 0
+    for child in proc.children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+            mem = pss(child)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if "uvicorn" in cmd or ("prefect" in cmd and "server" in cmd):
+            server += mem
+        else:
+            own += mem
+    return own / MB, server / MB
+
+
+def tree_cpu_seconds(proc: psutil.Process) -> float:
+    """Return CPU seconds (user + system) used so far by this process and its live and reaped children."""
+    t = proc.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for child in proc.children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+            if "uvicorn" in cmd or ("prefect" in cmd and "server" in cmd):
+                continue
+            c = child.cpu_times()
+            total += c.user + c.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total
+
+
+def run_flow(src: Path, out: Path, settings, total: int) -> dict:
+    """Run the flow with memory sampling; return its summary, wall time and memory samples."""
+    from flows.digitize import Progress, add_progress_listener, remove_progress_listener, run_digitize
+
+    proc = psutil.Process()
+    samples: list[tuple[int, float, float]] = []  # (pages finished, flow MB, server MB)
+    peak = {"flow": 0.0, "server": 0.0}
+    stop = threading.Event()
+
+    def sampler() -> None:
+        while not stop.wait(0.5):
+            own, server = tree_memory(proc)
+            peak["flow"] = max(peak["flow"], own)
+            peak["server"] = max(peak["server"], server)
+
+    def on_progress(p: Progress) -> None:
+        own, server = tree_memory(proc)
+        samples.append((p.done + p.failed, own, server))
+        if p.total:
+            print(
+                f"  {time.strftime('%H:%M:%S')} {p.done + p.failed}/{p.total} pages,"
+                f" flow {own:.0f} MB, server {server:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    thread = threading.Thread(target=sampler, daemon=True)
+    thread.start()
+    add_progress_listener(on_progress)
+    t0, cpu0 = time.perf_counter(), tree_cpu_seconds(proc)
+    try:
+        summary = run_digitize(str(src), str(out), settings)
+    finally:
+        wall = time.perf_counter() - t0
+        cpu = tree_cpu_seconds(proc) - cpu0
+        stop.set()
+        remove_progress_listener(on_progress)
+        print(file=sys.stderr)
+    return {"summary": summary, "wall": wall, "cpu": cpu, "samples": samples, "peak": peak}
+
+
+def run_direct(src: Path, out: Path, settings, names: list[str]) -> float:
+    """Return seconds to process ``names`` with the flow's chunk code on a plain thread pool (no Prefect)."""
+    from flows.pipeline import ChunkJob, PageJob, get_engine, run_chunk
+    from flows.records import assign_page_ids
+    from flows.serializers import parse_formats
+    from flows.storage import LocalStorage
+
+    engine = get_engine(settings)
+    ids = assign_page_ids(names)
+    size = max(1, min(settings.chunk_size, -(-len(names) // settings.task_workers)))  # the flow's rule
+    jobs = [
+        ChunkJob(
+            LocalStorage(src),
+            LocalStorage(out),
+            [PageJob(k, ids[k]) for k in names[i : i + size]],
+            settings,
+            parse_formats(settings.formats),
+            "direct",
+            n,
+        )
+        for n, i in enumerate(range(0, len(names), size))
+    ]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(settings.task_workers) as pool:
+        list(pool.map(lambda job: run_chunk(job, engine), jobs))
+    return time.perf_counter() - t0
+
+
+def slope_per_100(samples: list[tuple[int, float, float]], column: int) -> float:
+    """Return the least-squares growth in MB per 100 pages over the second half of the run."""
+    half = [s for s in samples if s[0] >= samples[-1][0] / 2] if samples else []
+    if len(half) < 3:
+        return 0.0
+    xs = [s[0] for s in half]
+    ys = [s[column] for s in half]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    return 100 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+
+
+def main() -> int:
+    """Run the benchmark and print its table."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--pages", type=int, default=501, help="pages in the run (repeats of the examples)")
+    ap.add_argument("--quick", action="store_true", help="12 pages, 6 for the no-Prefect comparison")
+    ap.add_argument("--direct-pages", type=int, default=60, help="pages of the no-Prefect comparison run")
+    ap.add_argument("--cores", type=int, default=2, help="CPU cores to use")
+    ap.add_argument("--chunk-size", type=int, default=20)
+    ap.add_argument("--workers", type=int, default=2, help="chunk tasks at once (thread task runner)")
+    ap.add_argument("--no-lm", action="store_true", help="greedy decoding instead of the names LM")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args()
+    if args.quick:
+        args.pages, args.direct_pages = 12, 6
+    cpus = limit_cores(args.cores)
+    load_start = os.getloadavg()[0]
+    import torch
+
+    torch.set_num_threads(len(cpus))
+    from flows.settings import Settings
+
+    settings = Settings(
+        chunk_size=args.chunk_size,
+        task_workers=args.workers,
+        use_lm=not args.no_lm,
+        formats=["json", "alto", "page"],
+        decode_workers=len(cpus),
+    )
+    with tempfile.TemporaryDirectory(prefix="flow-bench-") as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "src").mkdir()
+        names = make_source(tmp_path / "src", args.pages)
+        t0 = time.perf_counter()
+        from flows.pipeline import warm_up
+
+        warm_up(settings)
+        load_s = time.perf_counter() - t0
+        flow = run_flow(tmp_path / "src", tmp_path / "out", settings, args.pages)
+        direct_names = names[: args.direct_pages]
+        (tmp_path / "src-direct").mkdir()
+        for n in direct_names:
+            (tmp_path / "src-direct" / n).symlink_to(EXAMPLES / n.split("-", 1)[1])
+        direct_s = run_direct(tmp_path / "src-direct", tmp_path / "out-direct", settings, direct_names)
+
+    s = flow["summary"]
+    pages = s.done + s.failed
+    per_page_flow = s.seconds / max(pages, 1)
+    per_page_direct = direct_s / max(len(direct_names), 1)
+    overhead = max(per_page_flow - per_page_direct, 0.0) / per_page_flow if per_page_flow else 0.0
+    startup = flow["wall"] - s.seconds
+    body = sum(s.stage_seconds.values()) or 1.0
+    samples = flow["samples"]
+    at = {
+        f: next((x for x in samples if x[0] >= f * pages), samples[-1] if samples else (0, 0, 0))
+        for f in (0.1, 0.5, 1.0)
+    }
+    slope = slope_per_100(samples, 1)
+    cpu_per_page = flow["cpu"] / max(pages, 1)
+    figures = {
+        "machine": describe_machine(),
+        "load_average_1min_start_end": [round(load_start, 1), round(os.getloadavg()[0], 1)],
+        "cores_used": len(cpus),
+        "decoder": s.decoder,
+        "model": s.model_version,
+        "pages": pages,
+        "failed": s.failed,
+        "chunks": s.chunks,
+        "chunk_size": args.chunk_size,
+        "flow_seconds": round(s.seconds, 1),
+        "pages_per_min": round(60 * pages / s.seconds, 2) if s.seconds else 0.0,
+        "stage_seconds_per_page": {k: round(v / max(pages, 1), 3) for k, v in s.stage_seconds.items()},
+        "stage_share": {k: round(v / body, 3) for k, v in s.stage_seconds.items()},
+        "cpu_seconds_per_page": round(cpu_per_page, 2),
+        "pages_per_min_if_cores_were_idle": round(60 * len(cpus) / cpu_per_page, 1) if cpu_per_page else 0.0,
+        "startup_seconds": round(startup + load_s, 1),
+        "direct_pages": len(direct_names),
+        "direct_seconds_per_page": round(per_page_direct, 3),
+        "flow_seconds_per_page": round(per_page_flow, 3),
+        "prefect_overhead_share": round(overhead, 4),
+        "prefect_overhead_per_chunk_s": round(max(per_page_flow - per_page_direct, 0.0) * pages / max(s.chunks, 1), 3),
+        "pss_mb_at_10_50_100pct": [round(at[f][1]) for f in (0.1, 0.5, 1.0)],
+        "pss_peak_mb": round(flow["peak"]["flow"]),
+        "pss_growth_mb_per_100_pages": round(slope, 1) if pages >= 100 else "n/a (< 100 pages)",
+        "server_pss_mb_at_10_50_100pct": [round(at[f][2]) for f in (0.1, 0.5, 1.0)],
+    }
+    width = max(len(k) for k in figures)
+    print(f"digitize-archive flow benchmark — {figures['machine']}, {len(cpus)} cores used")
+    for k, v in figures.items():
+        print(f"  {k:<{width}}  {v}")
+    targets = {
+        "prefect overhead <= 5 %": overhead <= 0.05,
+        ">= 10 pages/min": figures["pages_per_min"] >= 10,
+        "memory flat (< 5 MB/100 pages)": abs(slope) < 5 if pages >= 100 else None,
+    }
+    for name, ok in targets.items():
+        verdict = "not measured" if ok is None else "met" if ok else "NOT met"
+        print(f"  target {name:<32} {verdict}")
+    if args.json:
+        args.json.write_text(json.dumps({**figures, "targets": targets}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,183 @@
+"""Benchmark the decoders on the validation lines: accuracy with and without the names LM, and speed.
+
+    .venv/bin/python bench/lm_bench.py [--quick] [--model models/registre-crnn.pt] [--lm models/names]
+
+Accuracy (CER, WER, name accuracy) on every validation line (``--quick``: 300)
+for greedy decoding, beam search without LM, with the LM, and with the LM plus
+hotwords. Hotwords of a line are the surnames (INSEE list) written on the
+*training* pages of the same volume folder — what an archivist could list for a
+register before running it. Name accuracy is the share of reference words whose
+core (punctuation stripped) is a surname or first name of the INSEE lists
+(capitalized or upper case) that the hypothesis reads exactly, after aligning
+the words of both.
+
+Speed: decoding lines/s at several beam widths with 1 and 2 processes on the
+same lines, and the recognizer's own lines/s on 2 threads, measured in the same
+run (the machine may be shared: CPU seconds per line are printed too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from rapidfuzz.distance import Levenshtein
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lm_tune import DEFAULT_MODEL, LINE_CACHE, ValidationSet, machine, score, validation_set  # noqa: E402
+
+from lm.build import DEFAULT_LM, LMFiles, lm_prefix, read_info, read_lexicon  # noqa: E402
+from lm.corpus import training_volume_lines  # noqa: E402
+from lm.decoder import BeamDecoder, DecoderConfig, GreedyDecoder  # noqa: E402
+from lm.names import SURNAME_CLASS, NameLexicon  # noqa: E402
+from lm.tokens import split_word  # noqa: E402
+from ocr.corpus import DEFAULT_DATA, load_line_cache  # noqa: E402
+
+
+def volume_hotwords(lexicon: NameLexicon, data_dir: Path = DEFAULT_DATA) -> dict[str, list[str]]:
+    """Return ``{volume: surnames written on its training pages}`` (capitalized or upper-case surname-list words)."""
+    out: dict[str, list[str]] = {}
+    for volume, lines in training_volume_lines(data_dir).items():
+        words: dict[str, None] = {}
+        for text in lines:
+            for word in text.split():
+                core = split_word(word)[1]
+                if core[:1].isupper() and SURNAME_CLASS in lexicon.classes_of(core):
+                    words[core] = None
+        out[volume] = list(words)
+    return out
+
+
+def name_accuracy(refs: Sequence[str], hyps: Sequence[str], lexicon: NameLexicon) -> tuple[int, int]:
+    """Return ``(name words read exactly, name words)`` over aligned word cores."""
+    right = total = 0
+    for ref, hyp in zip(refs, hyps, strict=True):
+        r = [split_word(w)[1] for w in ref.split()]
+        h = [split_word(w)[1] for w in hyp.split()]
+        is_name = [bool(core) and bool(lexicon.classes_of(core)) for core in r]
+        total += sum(is_name)
+        for op in Levenshtein.opcodes(r, h):
+            if op.tag == "equal":
+                right += sum(is_name[op.src_start : op.src_end])
+    return right, total
+
+
+def decode_by_volume(vs: ValidationSet, make: callable) -> list[str]:
+    """Return the texts of ``vs`` decoded volume by volume with the decoder ``make(volume)`` returns."""
+    hyps = [""] * len(vs.texts)
+    for volume in sorted(set(vs.volumes)):
+        idx = [i for i, v in enumerate(vs.volumes) if v == volume]
+        with make(volume) as decoder:
+            for i, line in zip(idx, decoder.decode_batch([vs.logprobs[i] for i in idx]), strict=True):
+                hyps[i] = line.text
+    return hyps
+
+
+def time_decoder(decoder: BeamDecoder | GreedyDecoder, logprobs: list[np.ndarray]) -> tuple[float, float]:
+    """Return ``(lines/s wall clock, CPU s per line in this process)`` of one decode_batch call, after a warm-up."""
+    decoder.decode_batch(logprobs[:4])  # starts the pool
+    wall, cpu = time.perf_counter(), time.process_time()
+    decoder.decode_batch(logprobs)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return len(logprobs) / wall, cpu / len(logprobs)
+
+
+def recognition_speed(model: Path, n: int, threads: int = 2) -> float:
+    """Return the recognizer's lines/s on ``n`` validation crops with ``threads`` CPU threads."""
+    import shutil
+    import tempfile
+
+    import torch
+
+    from ocr.inference import Recognizer
+
+    torch.set_num_threads(threads)
+    crops = [s.image for s in load_line_cache(DEFAULT_DATA, LINE_CACHE) if s.split != "train"][:n]
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "model.pt"
+        shutil.copyfile(model, copy)
+        recognizer = Recognizer.load(str(copy), device="cpu")
+    recognizer.logprobs(crops[:8])
+    t0 = time.perf_counter()
+    recognizer.logprobs(crops)
+    return len(crops) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--lm", type=Path, default=DEFAULT_LM)
+    parser.add_argument("--quick", action="store_true", help="300 lines for accuracy, 100 for speed, two beam widths")
+    parser.add_argument("--speed-lines", type=int, default=400)
+    parser.add_argument("--beam-widths", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    args = parser.parse_args()
+
+    vs = validation_set(args.model)
+    if args.quick:
+        rng = np.random.default_rng(0)
+        vs = vs.subset(sorted(rng.choice(len(vs.texts), size=min(300, len(vs.texts)), replace=False).tolist()))
+    prefix = lm_prefix(args.lm)
+    info = read_info(prefix)
+    lexicon = read_lexicon(LMFiles(prefix).lexicon)
+    tuned = DecoderConfig.from_dict(info.get("decoder", {}))
+    hotwords = volume_hotwords(lexicon)
+
+    rows: list[tuple[str, list[str]]] = []
+    rows.append(("greedy", [line.text for line in GreedyDecoder(vs.labels).decode_batch(vs.logprobs)]))
+    with BeamDecoder(vs.labels, None, DecoderConfig(beam_width=tuned.beam_width)) as plain:
+        rows.append((f"beam {tuned.beam_width}, no LM", [line.text for line in plain.decode_batch(vs.logprobs)]))
+    with BeamDecoder.load(vs.labels, prefix) as with_lm:
+        rows.append((f"beam {tuned.beam_width} + LM", [line.text for line in with_lm.decode_batch(vs.logprobs)]))
+    rows.append((
+        f"beam {tuned.beam_width} + LM + hotwords",
+        decode_by_volume(vs, lambda volume: BeamDecoder.load(vs.labels, prefix, hotwords=hotwords.get(volume, []))),
+    ))
+
+    print(f"machine: {machine()}")
+    print(f"model {vs.model_version}; LM {info.get('version')} (order {info.get('order')}, "
+          f"alpha {tuned.alpha:g}, beta {tuned.beta:g}, unk {tuned.unk_score_offset:g}); "
+          f"{len(vs.texts)} validation lines of {len(set(vs.pages))} pages")
+    print("hotwords per volume (surnames on its training pages): "
+          + ", ".join(f"{v} {len(h)}" for v, h in sorted(hotwords.items())))
+    greedy = score(vs.texts, rows[0][1])
+    print()
+    print("| decoder | CER | WER | rel. CER | rel. WER | names right | val-seen CER | val-unseen CER |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, hyps in rows:
+        r = score(vs.texts, hyps)
+        right, total = name_accuracy(vs.texts, hyps, lexicon)
+        per_split = {}
+        for split in ("val-seen", "val-unseen"):
+            idx = [i for i, s in enumerate(vs.splits) if s == split]
+            per_split[split] = score([vs.texts[i] for i in idx], [hyps[i] for i in idx]).cer if idx else float("nan")
+        print(f"| {name} | {r.cer:.4f} | {r.wer:.4f} | {r.cer / greedy.cer - 1:+.1%} | {r.wer / greedy.wer - 1:+.1%} | "
+              f"{right / max(total, 1):.1%} of {total} | {per_split['val-seen']:.4f} | {per_split['val-unseen']:.4f} |")
+
+    n_speed = 100 if args.quick else args.speed_lines
+    widths = [8, 16] if args.quick else args.beam_widths
+    speed_lines = vs.logprobs[:n_speed]
+    frames = np.mean([len(lp) for lp in speed_lines])
+    print()
+    print(f"speed on {len(speed_lines)} lines ({frames:.0f} frames per line on average)")
+    print(f"recognizer (2 threads): {recognition_speed(args.model, len(speed_lines)):.0f} lines/s")
+    g_speed, g_cpu = time_decoder(GreedyDecoder(vs.labels), speed_lines)
+    print(f"greedy: {g_speed:.0f} lines/s")
+    print("| beam width | LM | 1 process lines/s | CPU ms/line | 2 processes lines/s |")
+    print("|---:|---|---:|---:|---:|")
+    for width in widths:
+        for lm in (None, prefix):
+            cells = []
+            for processes in (1, 2):
+                cfg = DecoderConfig.from_dict({**info.get("decoder", {}), "beam_width": width, "processes": processes})
+                with BeamDecoder(vs.labels, lm, cfg) as dec:
+                    cells.append(time_decoder(dec, speed_lines))
+            lm_cell = "yes" if lm else "no"
+            print(f"| {width} | {lm_cell} | {cells[0][0]:.0f} | {cells[0][1] * 1000:.1f} | {cells[1][0]:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
