@@ -120,6 +120,10 @@ def validation_set(model: Path = DEFAULT_MODEL, cache_dir: Path = REPO / ".cache
     tmp_path = cache.with_suffix(".tmp.npz")
     np.savez(tmp_path, logprobs=np.concatenate(lps).astype(np.float32), offsets=offsets, meta=json.dumps(meta))
     tmp_path.replace(cache)
+    # One model's log-probabilities are ~120 MB: keep only the current model's.
+    for old in cache_dir.glob("lm-val-*.npz"):
+        if old != cache:
+            old.unlink(missing_ok=True)
     return ValidationSet([lp.astype(np.float32) for lp in lps], meta["texts"], meta["pages"], meta["volumes"],
                          meta["splits"], meta["labels"], meta["model_version"], per_line)
 

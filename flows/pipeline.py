@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import threading
 import time
 from dataclasses import dataclass, field
@@ -155,15 +156,17 @@ def _open_decoder(recognizer: Any, settings: Settings) -> tuple[Decoder, str, st
     labels = recognizer.charset.labels
     if not settings.use_lm:
         return lmd.GreedyDecoder(labels), "greedy", None
+    # A daemonic process (a Dask worker) may not start a pool: there, Dask's workers are the parallelism.
+    processes = 1 if multiprocessing.current_process().daemon else settings.decode_workers
     if hasattr(lmd, "open_decoder"):
-        decoder = lmd.open_decoder(labels, settings)
+        decoder = lmd.open_decoder(labels, settings.model_copy(update={"decode_workers": processes}))
     else:
         decoder = lmd.BeamDecoder.load(
             labels,
             settings.lm,
             settings.hotwords,
             beam_width=settings.beam_width,
-            processes=settings.decode_workers,
+            processes=processes,
         )
     lm_version = getattr(decoder, "lm_version", None)
     return decoder, str(getattr(decoder, "version", f"beam{settings.beam_width}")), lm_version and str(lm_version)

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from multiprocessing.pool import Pool
 from pathlib import Path
+from typing import Any
 
 import kenlm
 import numpy as np
@@ -419,17 +420,23 @@ class GreedyDecoder:
 Decoder = BeamDecoder | GreedyDecoder
 
 
-def load_decoder(
-    labels: Sequence[str],
-    use_lm: bool = True,
-    lm: str | Path = DEFAULT_LM,
-    hotwords_file: str | Path | None = None,
-    **overrides: float | int,
-) -> Decoder:
-    """Return the decoder ``registre`` uses: beam search with the names LM, or greedy without it (``--no-lm``)."""
-    if not use_lm:
+def open_decoder(labels: Sequence[str], settings: Any = None) -> Decoder:
+    """Return the decoder a ``flows.settings.Settings``-like object asks for; greedy when its ``use_lm`` is false.
+
+    Reads ``use_lm``, ``lm`` (a prefix or any LM file, default ``models/names``),
+    ``hotwords`` (a file), ``beam_width`` and ``decode_workers`` when present;
+    the LM's tuned settings fill the rest.
+    """
+    if not getattr(settings, "use_lm", True):
         return GreedyDecoder(labels)
-    return BeamDecoder.load(labels, lm, hotwords_file, **overrides)
+    overrides: dict[str, float | int] = {}
+    if getattr(settings, "beam_width", None) is not None:
+        overrides["beam_width"] = int(settings.beam_width)
+    if getattr(settings, "decode_workers", None) is not None:
+        overrides["processes"] = int(settings.decode_workers)
+    lm = getattr(settings, "lm", None) or DEFAULT_LM
+    return BeamDecoder.load(labels, lm, getattr(settings, "hotwords", None), **overrides)
+
 
 __all__ = [
     "BeamDecoder",
@@ -440,7 +447,7 @@ __all__ = [
     "GreedyDecoder",
     "ctc_logp",
     "expand_hotwords",
-    "load_decoder",
+    "open_decoder",
     "read_hotwords",
     "squeeze_blank_runs",
 ]

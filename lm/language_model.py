@@ -12,6 +12,8 @@ the same partial-word penalty) and changes what a word is:
   trailing punctuation as tokens of their own, digits folded to ``0``;
 * a token outside the KenLM vocabulary that is a name in the lexicon scores as
   its class token plus ``log10(1 / class size)``;
+* a token still unknown is read another way when that way is known
+  (``M^r`` as ``Mr``, ``deSoissons`` as ``de Soissons``: ``lm.tokens.fallback_tokens``);
 * partial words are checked by binary search in sorted word lists.
 
 It implements pyctcdecode's public ``AbstractLanguageModel`` interface.
@@ -28,7 +30,7 @@ from pyctcdecode.constants import AVG_TOKEN_LEN, LOG_BASE_CHANGE_FACTOR
 from pyctcdecode.language_model import AbstractLanguageModel
 
 from lm.names import CLASS_TOKENS, NameLexicon
-from lm.tokens import fold_digits, lm_tokens, split_word
+from lm.tokens import fallback_tokens, fold_digits, lm_tokens, split_word
 
 
 class RegisterLanguageModel(AbstractLanguageModel):
@@ -81,12 +83,28 @@ class RegisterLanguageModel(AbstractLanguageModel):
         """Return whether a (folded) LM token is a model word or a name of the lexicon."""
         return token in self._vocab or bool(self._lexicon.classes_of(token))
 
+    def _known_reading(self, token: str) -> list[str] | None:
+        """Return the tokens a (folded) token is scored as: itself, its fallback reading, or None when unknown."""
+        if self.is_known(token):
+            return [token]
+        alt = fallback_tokens(token)
+        if alt and all(self.is_known(t) for t in alt):
+            return alt
+        return None
+
     def _has_prefix(self, core: str) -> bool:
         folded = fold_digits(core)
         i = bisect.bisect_left(self._sorted_vocab, folded)
         if i < len(self._sorted_vocab) and self._sorted_vocab[i].startswith(folded):
             return True
-        return self._lexicon.has_prefix(core)
+        if self._lexicon.has_prefix(core):
+            return True
+        # A partial word that a fallback reading could still make known.
+        alt = fallback_tokens(core)
+        if alt:
+            *head, last = alt
+            return all(self.is_known(t) for t in head) and self._has_prefix(last)
+        return False
 
     def score_partial_token(self, partial_token: str) -> float:
         """Return the penalty (natural log, unscaled, as pyctcdecode's) of a partial word no known word starts with."""
@@ -95,7 +113,7 @@ class RegisterLanguageModel(AbstractLanguageModel):
             known = True  # punctuation only, so far
         elif trail:
             # Trailing punctuation closes the core: it must be a whole known word.
-            known = self.is_known(fold_digits(core)) or self.is_known(core)
+            known = self._known_reading(fold_digits(core)) is not None or self.is_known(core)
         else:
             known = self._has_prefix(core)
         if known:
@@ -125,8 +143,9 @@ class RegisterLanguageModel(AbstractLanguageModel):
         """Return ``(log10 probability, next state)`` of a space-free word (plus ``</s>`` when it ends the line)."""
         total = 0.0
         for token in lm_tokens(word):
-            logp, state = self.token_logp(state, token)
-            total += logp
+            for part in self._known_reading(token) or [token]:
+                logp, state = self.token_logp(state, part)
+                total += logp
         if is_last_word and self.score_boundary:
             total += self._kenlm.BaseScore(state, "</s>", kenlm.State())
         return total, state

@@ -55,6 +55,28 @@ def lm_tokens(word: str) -> list[str]:
     return [*lead, _safe(fold_digits(core)), *trail]
 
 
+# Transcribers of LECTAUREP glue a particle to the next word where the clerk left no
+# gap ("deMr", "auHavre", "delaRéunion", "l'homologation"); a glued form the model
+# never saw is scored as the particle then the word.
+_GLUED_PARTICLE = re.compile(
+    r"^(dela|del'|des|de|du|d'|la|le|les|l'|au|aux|à|et|en|par|pour|sur)(?=[A-ZÀ-ÖØ-Þ]|(?<=')\w)"
+)
+
+
+def fallback_tokens(token: str) -> list[str] | None:
+    """Return another reading of an LM token the model does not know, or None.
+
+    Superscript marks are dropped (``M^r`` → ``Mr``) and a glued particle is
+    split off (``deSoissons`` → ``de Soissons``).
+    """
+    if "^" in token and token.replace("^", ""):
+        return [token.replace("^", "")]
+    m = _GLUED_PARTICLE.match(token)
+    if m and len(token) > m.end():
+        return [m.group(1), token[m.end() :]]
+    return None
+
+
 def line_tokens(text: str) -> list[str]:
     """Return the LM tokens of a line of text (NFC, split on whitespace)."""
     text = unicodedata.normalize("NFC", text)

@@ -18,6 +18,7 @@ The page is worked on at a reduced, levelled scale (``WORK_PIXELS``):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -46,12 +47,21 @@ class SegmentationParams:
     split_gap: float = 1.5  # horizontal gap that splits a row into two lines
     split_tall: float = 1.3  # components taller than this are split pixelwise between rows
     min_line_ink: float = 0.05  # lines with less ink area (in spacing²) are noise
+    min_ink_height: float = 0.2  # ... and so are flatter ones (dashes, ornaments): 5-95 % of their ink rows
+    min_ink_width: float = 0.3  # ... and dots: narrower and lower than 0.4 spacing
+    max_ink_height: float = 1.35  # ... and taller ones (blots, stamps, the leftovers of a rule)
+    min_thickness: float = 0.088  # mean ink per column, below: a lone pen stroke or ornament
+    max_thickness: float = 0.31  # ... above: a solid blot
+    max_darkness: float = 0.69  # median ink gray / paper gray, above: pencil or bleed-through
+    min_background: float = 0.78  # median gray around the ink / paper gray, below: shadow, page edge
     pad: float = 0.05  # polygon padding around the ink (envelope mode)
-    pad_top: float = 0.05  # polygon margin above the ink
-    pad_bottom: float = 0.05  # ... below it
-    pad_left: float = 0.15  # ... before the line's first ink
-    pad_right: float = 0.15  # ... after its last ink
+    pad_top: float = 0.3  # polygon margin above the ink
+    pad_bottom: float = 0.25  # ... below it
+    pad_left: float = 0.3  # ... before the line's first ink
+    pad_right: float = 0.2  # ... after its last ink
     smooth: int = 0  # bins on each side sharing their extremes
+    short_width: float = 2.0  # lines narrower than this are short...
+    short_extra: float = 0.0  # ... and get this much more margin on every side
     bin_width: float = 0.4  # envelope bin width
     word_gap: float = 0.25  # blank run that separates words
     small_width: float = 2.0  # narrower lines are pieces that may belong to a neighbour
@@ -60,8 +70,8 @@ class SegmentationParams:
     attach_below: float = 0.5  # ... or this far below it
     merge_dy: float = 0.35  # fragments whose baselines are closer than this are one line
     ridge_reach: float = 0.3  # a ridge is the densest point this far up and down
-    above: float = 0.62  # polygon top above the baseline
-    below: float = 0.45  # polygon bottom below the baseline
+    above: float = 0.5  # polygon top above the baseline
+    below: float = 0.3  # polygon bottom below the baseline
     band: int = 2  # polygon: 2 band grown to its ink, 1 band around the baseline, 0 the ink envelope
     reach: float = 1.2  # ink further from the baseline does not grow the polygon
 
@@ -166,11 +176,22 @@ def _ridges(density: np.ndarray, barrier: np.ndarray, floor: float, min_len: int
     return labels
 
 
-def _split_gaps(xs: np.ndarray, gap: float) -> list[np.ndarray]:
-    """Return index arrays of ``xs`` grouped into runs separated by more than ``gap`` empty columns."""
+def _split_gaps(xs: np.ndarray, gap: float, walls: Sequence[float] = ()) -> list[np.ndarray]:
+    """Return index arrays of ``xs`` grouped into runs split by more than ``gap`` empty columns or by a wall.
+
+    A wall (the x of a vertical rule) splits the run only where it falls in a
+    gap: writing that crosses a rule stays whole.
+    """
     order = np.argsort(xs, kind="stable")
     sx = xs[order]
-    breaks = np.nonzero(np.diff(sx) > gap)[0]
+    d = np.diff(sx)
+    cut = d > gap
+    if len(walls):
+        w = np.asarray(walls, np.float64)
+        # A wall between two consecutive ink columns at least 2 px apart.
+        lo, hi = sx[:-1, None], sx[1:, None]
+        cut |= ((w[None, :] > lo) & (w[None, :] < hi)).any(axis=1) & (d >= 2)
+    breaks = np.nonzero(cut)[0]
     return np.split(order, breaks + 1)
 
 
@@ -222,11 +243,14 @@ def _band_envelope(
         k = np.ones((1, 2 * params.smooth + 1), np.uint8)
         tb = cv2.erode(tb.reshape(1, -1).astype(np.float32), k, borderType=cv2.BORDER_REPLICATE).ravel()
         bb = cv2.dilate(bb.reshape(1, -1).astype(np.float32), k, borderType=cv2.BORDER_REPLICATE).ravel()
-    top = np.minimum(base_y - params.above * spacing, tb - params.pad_top * spacing)
-    bot = np.maximum(base_y + params.below * spacing, bb + params.pad_bottom * spacing)
+    # Short lines (a number, a word in a narrow cell) get a wider margin: their
+    # transcribed outlines are drawn loosely around the ink.
+    extra = params.short_extra * spacing if x1 - x0 < params.short_width * spacing else 0.0
+    top = np.minimum(base_y - params.above * spacing, tb - params.pad_top * spacing - extra)
+    bot = np.maximum(base_y + params.below * spacing, bb + params.pad_bottom * spacing + extra)
     idx = np.arange(nb)
-    left = x0 + idx * bin_w - np.where(idx == 0, params.pad_left * spacing, 0)
-    right = np.minimum(x0 + (idx + 1) * bin_w, x1 + 1) + np.where(idx == nb - 1, params.pad_right * spacing, 0)
+    left = x0 + idx * bin_w - np.where(idx == 0, params.pad_left * spacing + extra, 0)
+    right = np.minimum(x0 + (idx + 1) * bin_w, x1 + 1) + np.where(idx == nb - 1, params.pad_right * spacing + extra, 0)
     upper = np.stack([np.stack([left, right], 1).ravel(), np.repeat(top, 2)], 1)
     lower = np.stack([np.stack([left, right], 1).ravel(), np.repeat(bot, 2)], 1)[::-1]
     return np.concatenate([upper, lower])
@@ -322,12 +346,53 @@ def _assign_rows(text: np.ndarray, ruling: Ruling, spacing: float, params: Segme
         idx = order[bounds[r] : bounds[r + 1]]
         if len(idx) == 0:
             continue
-        for part in _split_gaps(xs[idx], gap):
+        walls = _walls_at(ruling, float(ridge_y[r]), spacing)
+        for part in _split_gaps(xs[idx], gap, walls):
             sel = idx[part]
-            if len(sel) < params.min_line_ink * spacing * spacing:
-                continue
             rows.append(_RowInk(ys[sel], xs[sel], float(ridge_y[r])))
     return rows
+
+
+def _walls_at(ruling: Ruling, y: float, spacing: float) -> list[float]:
+    """Return the x of every vertical rule that runs at height ``y`` (within half a line spacing)."""
+    return [r.x_at(y) for r in ruling.vertical if r.y0 - 0.5 * spacing <= y <= r.y1 + 0.5 * spacing]
+
+
+def _looks_like_text(
+    row: _RowInk, levelled: np.ndarray, ink: np.ndarray, paper: float, spacing: float, params: SegmentationParams
+) -> bool:
+    """Return False for ink that is no text line: a dot, a dash or ornament, a smudge, a pencil mark, shadow.
+
+    The thresholds sit at the 0.5th percentile of each measure over the lines
+    that match the LECTAUREP ground truth (train pages), so they drop little
+    real text.
+    """
+    n = len(row.xs)
+    if n < params.min_line_ink * spacing * spacing:
+        return False
+    lo, hi = np.percentile(row.ys, [5, 95])
+    height = (hi - lo) / spacing
+    width = (row.x1 - row.x0 + 1) / spacing
+    if height < params.min_ink_height:
+        return False
+    if width < params.min_ink_width and height < 0.4:
+        return False
+    # Mean ink per column: a pen line or an ornament is one thin stroke, a
+    # stamp or a blot is solid.
+    thickness = n / (row.x1 - row.x0 + 1) / spacing
+    if thickness < params.min_thickness or thickness > params.max_thickness:
+        return False
+    if height > params.max_ink_height:
+        return False
+    darkness = float(np.median(levelled[row.ys, row.xs])) / paper
+    if darkness > params.max_darkness:  # pencil, bleed-through
+        return False
+    y0, y1 = int(row.ys.min()), int(row.ys.max()) + 1
+    box = levelled[y0:y1, row.x0 : row.x1 + 1]
+    blank = ~ink[y0:y1, row.x0 : row.x1 + 1]
+    if blank.any() and float(np.median(box[blank])) / paper < params.min_background:  # page edge, gutter shadow
+        return False
+    return True
 
 
 def _crosses_rule(ruling: Ruling, xa: float, xb: float, y: float, tol: float) -> bool:
@@ -467,6 +532,9 @@ def _table(grid: Grid, tf: PageTransform, scale_back: float) -> Table | None:
     return Table(col_bounds, row_bounds, cells)
 
 
+_DEBUG: dict | None = None
+
+
 def segment_page(page: PageImage, params: SegmentationParams | None = None) -> PageSegmentation:
     """Return the text lines of a page in reading order, with polygons and baselines in scan pixels.
 
@@ -487,8 +555,10 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
     if abs(angle) >= 0.05:
         ink, rot = rotate_mask(ink, angle)
         tf = tf.then(rot)
+        levelled = rot.apply(work, border=255)
     else:
         angle = 0.0
+        levelled = work
     spacing0 = estimate_line_spacing(ink)
     ruling = detect_rules(ink, spacing0)
     text = _drop_slivers(remove_rules(ink, ruling), ruling, spacing0)
@@ -496,6 +566,8 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
     grid = table_grid(ruling, text.shape, min_column=0.5 * spacing)
     rows = _merge_rows(_assign_rows(text, ruling, spacing, params), ruling, spacing, params)
     rows = _attach_small(rows, ruling, spacing, params)
+    paper = max(1.0, float(np.percentile(levelled, 90)))
+    rows = [r for r in rows if _looks_like_text(r, levelled, ink, paper, spacing, params)]
 
     lines: list[Line] = []
     bin_w = max(2.0, params.bin_width * spacing)
@@ -515,6 +587,8 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
             region = 0
         keyed.append((region, row.ridge_y, row.x0, row, col))
     keyed.sort(key=lambda k: (k[0], k[1], k[2]))
+    if _DEBUG is not None:
+        _DEBUG.update(rows=[k[3] for k in keyed], levelled=levelled, text=text, spacing=spacing, ink=ink)
     for i, (_, ridge_y, _, row, col) in enumerate(keyed):
         base_w = _baseline(row.ys, row.xs, bin_w)
         if params.band == 2:

@@ -133,7 +133,7 @@ def detect_rules(ink: np.ndarray, line_spacing: float) -> Ruling:
     # A rank opening: keep runs that are at least 70 % ink over the kernel's
     # length, so a faint rule broken by the binarization still counts. Rows of
     # bold printed capitals reach 70 % too, so horizontal runs must be ~solid.
-    vert = _thin_only(_rank_open(img, (1, kv), 0.7), True, 0.3 * line_spacing)
+    vert = _rank_open(img, (1, kv), 0.7)
     horiz = _thin_only(_rank_open(img, (kh, 1), 0.9), False, 0.3 * line_spacing)
     # Bridge the short breaks of a faded or crossed rule before measuring its length.
     vert_joined = cv2.morphologyEx(

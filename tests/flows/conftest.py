@@ -36,6 +36,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     charset = Charset.build([])
     model = CRNN(CRNNConfig(num_classes=len(charset), channels=(8, 16, 16, 16), lstm_hidden=32, lstm_layers=1))
+    with torch.no_grad():
+        # Decisive logits: random weights give near-ties that float summation order (other thread
+        # counts, other processes) could flip; scaled up, every run reads the same garbage.
+        model.head.weight.mul_(40.0)
+        model.head.bias.mul_(40.0)
     path = tmp_path_factory.mktemp("model") / "tiny.pt"
     save_model(path, model, charset, TINY_MODEL_VERSION)
     return path

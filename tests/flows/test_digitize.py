@@ -146,6 +146,9 @@ def test_a_page_failing_mid_write_leaves_no_partial_record(
     assert all((out / f"{other}{sfx}").exists() for sfx in (".json", ".alto.xml", ".page.xml"))
     entry = {e.page_id: e for e in read_manifest(LocalStorage(out))}[victim]
     assert entry.status == FAILED and entry.reason.startswith("write:")
+    # --force redoes every page, the done one included.
+    again = run_digitize(str(src), str(out), settings_for(tiny_model, formats=["json", "alto", "page"]), force=True)
+    assert (again.planned, again.done, again.failed) == (2, 1, 1)
 
 
 def test_s3_source_and_destination(tiny_model: Path, page_bytes: dict[str, bytes], s3_prefix: str) -> None:
@@ -172,9 +175,10 @@ def test_dask_task_runner_produces_the_same_records(
 ) -> None:
     names = sorted(page_bytes)[:2]
     src = write_pages(tmp_path / "src", {n: page_bytes[n] for n in names})
-    threads = run_digitize(str(src), str(tmp_path / "threads"), settings_for(tiny_model))
-    dask = run_digitize(str(src), str(tmp_path / "dask"), settings_for(tiny_model, dask_workers=2))
-    assert threads.done == dask.done == 2
+    # With the shipped names LM: beam search in a decoder pool here, in each Dask worker process there.
+    threads = run_digitize(str(src), str(tmp_path / "threads"), settings_for(tiny_model, use_lm=True))
+    dask = run_digitize(str(src), str(tmp_path / "dask"), settings_for(tiny_model, use_lm=True, dask_workers=2))
+    assert threads.done == dask.done == 2 and threads.decoder == dask.decoder == "lm"
     for n in names:
         a = record_from_json((tmp_path / "threads" / f"{n.rsplit('.', 1)[0]}.json").read_bytes())
         b = record_from_json((tmp_path / "dask" / f"{n.rsplit('.', 1)[0]}.json").read_bytes())
@@ -183,7 +187,14 @@ def test_dask_task_runner_produces_the_same_records(
         ]
         # Other processes may sum floats in another order: confidences agree to rounding.
         assert [ln.confidence for ln in a.lines] == pytest.approx([ln.confidence for ln in b.lines], abs=2e-3)
-        assert (a.sha256, a.model_version) == (b.sha256, b.model_version)
+        assert (a.sha256, a.model_version, a.decoder, a.lm_version) == (
+            b.sha256,
+            b.model_version,
+            b.decoder,
+            b.lm_version,
+        )
+        assert a.lm_version and a.decoder.startswith("beam")
+        assert [[w.text for w in ln.words] for ln in a.lines] == [[w.text for w in ln.words] for ln in b.lines]
 
 
 def test_cli_exit_codes_and_summary(

@@ -206,3 +206,21 @@ def test_load_reads_tuned_settings(labels: list[str], tiny_lm: LMInfo) -> None:
 def test_missing_lm_is_a_clear_error(labels: list[str], tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="build-lm"):
         BeamDecoder(labels, tmp_path / "nothing")
+
+
+def test_open_decoder_follows_run_settings(labels: list[str], tiny_lm: LMInfo, tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from lm.decoder import open_decoder
+
+    assert isinstance(open_decoder(labels, SimpleNamespace(use_lm=False)), GreedyDecoder)
+    hot = tmp_path / "hot.txt"
+    hot.write_text("MANTEL\n", encoding="utf-8")
+    settings = SimpleNamespace(
+        use_lm=True, lm=tiny_lm.files.binary, hotwords=hot, beam_width=5, decode_workers=1
+    )
+    with open_decoder(labels, settings) as dec:
+        assert isinstance(dec, BeamDecoder)
+        assert dec.config.beam_width == 5 and dec.config.processes == 1
+        assert "Mantel," in dec.hotwords
+        assert dec.lm_version == tiny_lm.version

@@ -83,3 +83,20 @@ def test_class_lines_replace_only_rare_names() -> None:
     # Dupont and Jean appear twice: kept; Gimonet once: its line is repeated with the class token.
     assert class_lines(lines, lex, rare_max=1) == [f"{SURNAME_CLASS} , veuve"]
     assert len(class_lines(lines, lex, rare_max=2)) == 3
+
+
+@pytest.mark.parametrize(
+    ("token", "reading"),
+    [
+        ("M^r", ["Mr"]),
+        ("deSoissons", ["de", "Soissons"]),
+        ("auHavre", ["au", "Havre"]),
+        ("l'homologation", ["l'", "homologation"]),
+        ("deprêter", None),  # a lower-case glue cannot be told from a word
+        ("Paris", None),
+    ],
+)
+def test_fallback_readings(token: str, reading: list[str] | None) -> None:
+    from lm.tokens import fallback_tokens
+
+    assert fallback_tokens(token) == reading

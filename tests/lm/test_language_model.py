@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import kenlm
+import pytest
+
+from lm.build import LMInfo, read_lexicon
+from lm.language_model import RegisterLanguageModel
+
+
+@pytest.fixture(scope="module")
+def register_lm(tiny_lm: LMInfo) -> RegisterLanguageModel:
+    files = tiny_lm.files
+    return RegisterLanguageModel(
+        kenlm.Model(str(files.binary)),
+        files.unigrams.read_text(encoding="utf-8").split(),
+        read_lexicon(files.lexicon),
+        unk_score_offset=-10.0,
+    )
+
+
+def test_words_names_and_unknowns(register_lm: RegisterLanguageModel) -> None:
+    start = register_lm.get_start_state()
+    logp = lambda word: register_lm.word_logp(start, word)[0]  # noqa: E731
+    # A name known only from the surname list scores far above an unknown word, punctuated or not.
+    assert logp("Gimonet") > logp("Gimomet") + 5
+    assert logp("Gimonet,") > logp("Gimomet,") + 5
+    assert logp("GIMONET") > logp("Gimomet") + 5
+    # Punctuation is its own token: a seen word keeps its statistics when a comma sticks to it.
+    assert logp("Paris,") > logp("Parix,") + 5
+    # Superscript marks and glued particles fall back to known readings.
+    assert logp("M^r") == pytest.approx(logp("Mr"))
+    assert logp("deGimonet") > logp("deGimomet") + 5
+    line = register_lm.line_logp
+    assert line("Dupont (Jean Pierre) marchand") > line("Dupont (Jean Pierre) marxand")
+
+
+def test_partial_words(register_lm: RegisterLanguageModel) -> None:
+    partial = register_lm.score_partial_token
+    for known in ("Gimo", "(Gim", "Dupont,", "(Jean)", "deGim", "1", "12,", "", "("):
+        assert partial(known) == 0.0, known
+    for unknown in ("Gimox", "Dupomt,", "Xq"):
+        assert partial(unknown) < 0.0, unknown
+    # Longer unknown partial words cost more, as in pyctcdecode.
+    assert partial("Xqzwvkjh") < partial("Xq")
+
+
+def test_fused_score_uses_alpha_and_beta(register_lm: RegisterLanguageModel) -> None:
+    start = register_lm.get_start_state()
+    raw, _ = register_lm.word_logp(start, "Paris")
+    register_lm.reset_params(alpha=0.5, beta=2.0)
+    fused, _ = register_lm.score(start, "Paris")
+    assert fused == pytest.approx(0.5 * raw * 2.302585092994046 + 2.0)
