@@ -77,17 +77,23 @@ def decode_by_volume(vs: ValidationSet, make: callable) -> list[str]:
     return hyps
 
 
-def time_decoder(decoder: BeamDecoder | GreedyDecoder, logprobs: list[np.ndarray]) -> tuple[float, float]:
-    """Return ``(lines/s wall clock, CPU s per line in this process)`` of one decode_batch call, after a warm-up."""
-    decoder.decode_batch(logprobs[:4])  # starts the pool
+def time_decoder(
+    decoder: BeamDecoder | GreedyDecoder, logprobs: list[np.ndarray], detailed: bool = False
+) -> tuple[float, float]:
+    """Return ``(lines/s wall clock, CPU s per line in this process)`` of one batch call, after a warm-up.
+
+    ``detailed`` times ``decode_beams`` (n-best lists) instead of ``decode_batch``.
+    """
+    call = decoder.decode_beams if detailed else decoder.decode_batch
+    call(logprobs[:4])  # starts the pool
     wall, cpu = time.perf_counter(), time.process_time()
-    decoder.decode_batch(logprobs)
+    call(logprobs)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return len(logprobs) / wall, cpu / len(logprobs)
 
 
-def recognition_speed(model: Path, n: int, threads: int = 2) -> float:
-    """Return the recognizer's lines/s on ``n`` validation crops with ``threads`` CPU threads."""
+def recognition_speed(model: Path, n: int, threads: int = 2) -> tuple[float, float]:
+    """Return the recognizer's ``(lines/s, CPU s per line)`` on ``n`` validation crops with ``threads`` CPU threads."""
     import shutil
     import tempfile
 
@@ -102,9 +108,10 @@ def recognition_speed(model: Path, n: int, threads: int = 2) -> float:
         shutil.copyfile(model, copy)
         recognizer = Recognizer.load(str(copy), device="cpu")
     recognizer.logprobs(crops[:8])
-    t0 = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     recognizer.logprobs(crops)
-    return len(crops) / (time.perf_counter() - t0)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return len(crops) / wall, cpu / len(crops)
 
 
 def main() -> None:
@@ -132,10 +139,16 @@ def main() -> None:
         rows.append((f"beam {tuned.beam_width}, no LM", [line.text for line in plain.decode_batch(vs.logprobs)]))
     with BeamDecoder.load(vs.labels, prefix) as with_lm:
         rows.append((f"beam {tuned.beam_width} + LM", [line.text for line in with_lm.decode_batch(vs.logprobs)]))
-    rows.append((
-        f"beam {tuned.beam_width} + LM + hotwords",
-        decode_by_volume(vs, lambda volume: BeamDecoder.load(vs.labels, prefix, hotwords=hotwords.get(volume, []))),
-    ))
+    for weight in (2.0, 5.0, tuned.hotword_weight):
+        rows.append((
+            f"beam {tuned.beam_width} + LM + hotwords (weight {weight:g})",
+            decode_by_volume(
+                vs,
+                lambda volume, w=weight: BeamDecoder.load(
+                    vs.labels, prefix, hotwords=hotwords.get(volume, []), hotword_weight=w
+                ),
+            ),
+        ))
 
     print(f"machine: {machine()}")
     print(f"model {vs.model_version}; LM {info.get('version')} (order {info.get('order')}, "
@@ -163,20 +176,26 @@ def main() -> None:
     frames = np.mean([len(lp) for lp in speed_lines])
     print()
     print(f"speed on {len(speed_lines)} lines ({frames:.0f} frames per line on average)")
-    print(f"recognizer (2 threads): {recognition_speed(args.model, len(speed_lines)):.0f} lines/s")
+    for threads in (1, 2):
+        speed, cpu = recognition_speed(args.model, len(speed_lines), threads)
+        print(f"recognizer, {threads} thread(s): {speed:.0f} lines/s, {cpu * 1000:.1f} CPU ms/line")
     g_speed, g_cpu = time_decoder(GreedyDecoder(vs.labels), speed_lines)
     print(f"greedy: {g_speed:.0f} lines/s")
-    print("| beam width | LM | 1 process lines/s | CPU ms/line | 2 processes lines/s |")
-    print("|---:|---|---:|---:|---:|")
+    print("| beam width | LM | 1 process lines/s | CPU ms/line | 2 processes lines/s | decode_beams, 1 proc. |")
+    print("|---:|---|---:|---:|---:|---:|")
+    tuned_dict = info.get("decoder", {})
     for width in widths:
         for lm in (None, prefix):
             cells = []
             for processes in (1, 2):
-                cfg = DecoderConfig.from_dict({**info.get("decoder", {}), "beam_width": width, "processes": processes})
+                cfg = DecoderConfig.from_dict({**tuned_dict, "beam_width": width, "processes": processes})
                 with BeamDecoder(vs.labels, lm, cfg) as dec:
                     cells.append(time_decoder(dec, speed_lines))
+                    if processes == 1:
+                        beams_speed = time_decoder(dec, speed_lines, detailed=True)[0]
             lm_cell = "yes" if lm else "no"
-            print(f"| {width} | {lm_cell} | {cells[0][0]:.0f} | {cells[0][1] * 1000:.1f} | {cells[1][0]:.0f} |")
+            print(f"| {width} | {lm_cell} | {cells[0][0]:.0f} | {cells[0][1] * 1000:.1f} | {cells[1][0]:.0f} "
+                  f"| {beams_speed:.0f} |")
 
 
 if __name__ == "__main__":

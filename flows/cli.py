@@ -134,9 +134,9 @@ def train(
         "models/registre-crnn.pt"
     ),
     epochs: Annotated[int, typer.Option(help="Stop after this many epochs in all.")] = 80,
-    batch_size: Annotated[int, typer.Option(help="Lines per batch.")] = 24,
+    batch_size: Annotated[int, typer.Option(help="Lines per batch (small batches train best on CPU).")] = 8,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
-    synthetic_ratio: Annotated[float, typer.Option(help="Synthetic lines per real line each epoch.")] = 0.0,
+    synthetic_ratio: Annotated[float, typer.Option(help="Synthetic lines per real line each epoch (0 disables them).")] = 0.25,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after the epoch that passes this many minutes.")] = None,
     device: DeviceOpt = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
@@ -174,14 +174,26 @@ def train(
 
 @app.command("build-lm")
 def build_lm(
-    out: Annotated[Path, typer.Option("--out", help="Where the binary KenLM model is written.")] = Path(
-        "models/names.binary"
+    out: Annotated[Path, typer.Option("--out", help="Prefix of the LM files (PREFIX.arpa, .binary, .unigrams.txt, .json).")] = Path(
+        "models/names"
     ),
     data_dir: Annotated[Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")] = None,
-    order: Annotated[int, typer.Option(help="n-gram order.")] = 3,
+    order: Annotated[int, typer.Option(min=2, max=6, help="n-gram order.")] = 3,
+    names: Annotated[bool, typer.Option("--names/--no-names", help="Add the INSEE surname and first-name lists.")] = True,
 ) -> None:
     """Build the KenLM model of French names and register text with lmplz and build_binary."""
-    _fail("build-lm: the names language model is not built yet (issue 5)")
+    _logging(True)
+    from lm.build import DEFAULT_DATA, KenLMToolsMissing
+    from lm.build import build_lm as run_build
+
+    data = data_dir or DEFAULT_DATA
+    if not (data / "lectaurep" / "train").is_dir():
+        _fail(f"{data}: no lectaurep/train folder (pass --data)")
+    try:
+        info = run_build(data, out, order=order, names=names)
+    except KenLMToolsMissing as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"prefix": info.prefix, "version": info.version, "ngrams": info.ngrams, "sizes": info.sizes}))
 
 
 @app.command()

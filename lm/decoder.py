@@ -43,12 +43,14 @@ from lm.names import display_case
 class DecoderConfig:
     """Beam-search settings; ``alpha``/``beta`` are tuned by ``bench/lm_tune.py`` and stored in the LM's JSON."""
 
-    alpha: float = 0.5
+    alpha: float = 0.2
     beta: float = 1.0
-    unk_score_offset: float = -10.0
+    unk_score_offset: float = -6.0
+    #: log10 added to the class score of a name the model knows only from the name lists.
+    name_score_offset: float = 0.0
     beam_width: int = 16
     #: Beams scoring this far (natural log) below the best are dropped.
-    beam_prune_logp: float = -10.0
+    beam_prune_logp: float = -5.0
     #: Characters below this log-probability in a frame are not tried (the frame's best always is).
     token_min_logp: float = -5.0
     hotword_weight: float = 10.0
@@ -124,21 +126,30 @@ def ctc_logp(logprobs: np.ndarray, targets: Sequence[int]) -> float:
     frames = len(logprobs)
     if not targets:
         return float(logprobs[:, 0].sum())
+    if frames == 0:
+        return -math.inf
     ext = np.zeros(2 * len(targets) + 1, np.int64)
     ext[1::2] = targets
-    n = len(ext)
-    # A state may skip the blank before it when its label differs from the one two back.
-    can_skip = np.zeros(n, bool)
-    can_skip[3::2] = ext[3::2] != ext[1:-2:2]
-    alpha = np.full(n, -np.inf)
-    alpha[0] = logprobs[0, 0] if frames else -np.inf
-    alpha[1] = logprobs[0, ext[1]] if frames else -np.inf
+    # A label state may be entered from two states back (skipping the blank) unless it repeats that label.
+    skip = np.zeros(len(ext), np.float64)
+    skip[3::2] = ext[3::2] != ext[1:-2:2]
+    # The forward recursion in probability space, rescaled every frame (Graves et al. 2006, sec. 4.1).
+    emit = np.exp(logprobs[:, ext].astype(np.float64))
+    alpha = np.zeros(len(ext))
+    alpha[:2] = emit[0, :2]
+    log_scale = 0.0
     for t in range(1, frames):
-        prev = alpha
-        shifted1 = np.concatenate(([-np.inf], prev[:-1]))
-        shifted2 = np.where(can_skip, np.concatenate(([-np.inf, -np.inf], prev[:-2])), -np.inf)
-        alpha = np.logaddexp(np.logaddexp(prev, shifted1), shifted2) + logprobs[t, ext]
-    return float(np.logaddexp(alpha[-1], alpha[-2]))
+        total = alpha.sum()
+        if total <= 0.0:
+            return -math.inf
+        log_scale += math.log(total)
+        alpha /= total
+        nxt = alpha.copy()
+        nxt[1:] += alpha[:-1]
+        nxt[2:] += alpha[:-2] * skip[2:]
+        alpha = nxt * emit[t]
+    end = alpha[-1] + alpha[-2]
+    return log_scale + math.log(end) if end > 0.0 else -math.inf
 
 
 def _geometric_confidence(logp: float, units: int) -> float:
@@ -214,11 +225,8 @@ def _decode_line(key: bytes, logprobs: np.ndarray, detailed: bool) -> DecodedLin
     words = []
     for word, (start, end) in word_frames:
         start_f, end_f = int(kept[start]), int(kept[end - 1]) + 1
-        conf = 0.0
-        if detailed:
-            targets = [st.label_ids[c] for c in word]
-            conf = _geometric_confidence(ctc_logp(logprobs[start_f:end_f], targets), len(word))
-        words.append(DecodedWord(word, start_f, end_f, conf))
+        span_logp = ctc_logp(logprobs[start_f:end_f], [st.label_ids[c] for c in word])
+        words.append(DecodedWord(word, start_f, end_f, _geometric_confidence(span_logp, len(word))))
     nbest: list[tuple[str, float]] = []
     if detailed:
         seen: set[str] = set()
@@ -259,6 +267,7 @@ class BeamDecoder:
                 alpha=self.config.alpha,
                 beta=self.config.beta,
                 unk_score_offset=self.config.unk_score_offset,
+                name_score_offset=self.config.name_score_offset,
             )
             self.lm_version = read_info(files.prefix).get("version", "unknown")
         self._ctc = BeamSearchDecoderCTC(Alphabet.build_alphabet(self.labels), self.language_model)
@@ -277,16 +286,21 @@ class BeamDecoder:
         labels: Sequence[str],
         lm: str | Path = DEFAULT_LM,
         hotwords_file: str | Path | None = None,
+        hotwords: Iterable[str] = (),
         **overrides: float | int,
     ) -> BeamDecoder:
         """Return a decoder with the LM at ``lm`` and its tuned settings from the LM's JSON, then ``overrides``.
 
-        ``overrides`` are :class:`DecoderConfig` fields (``beam_width=8``, ``processes=1``).
+        ``overrides`` are :class:`DecoderConfig` fields (``beam_width=8``, ``processes=1``);
+        hotwords come from ``hotwords_file`` and ``hotwords`` together.
         """
+        unknown = set(overrides) - {f.name for f in fields(DecoderConfig)}
+        if unknown:
+            raise TypeError(f"not decoder settings: {sorted(unknown)}")
         tuned = read_info(lm_prefix(lm)).get("decoder", {})
         config = DecoderConfig.from_dict({**tuned, **overrides})
-        hotwords = read_hotwords(hotwords_file) if hotwords_file else []
-        return cls(labels, lm, config, hotwords)
+        words = [*(read_hotwords(hotwords_file) if hotwords_file else []), *hotwords]
+        return cls(labels, lm, config, words)
 
     @property
     def version(self) -> str:
@@ -294,18 +308,21 @@ class BeamDecoder:
         c = self.config
         return f"beam{c.beam_width}-lm:{self.lm_version}-a{c.alpha:g}-b{c.beta:g}"
 
-    def set_params(
-        self, alpha: float | None = None, beta: float | None = None, unk_score_offset: float | None = None
-    ) -> None:
-        """Change LM weights in place (pool workers are restarted, since they hold a copy)."""
-        if alpha is not None:
-            self.config.alpha = alpha
-        if beta is not None:
-            self.config.beta = beta
-        if unk_score_offset is not None:
-            self.config.unk_score_offset = unk_score_offset
+    #: Settings :meth:`set_params` may change (those the language model reads at scoring time).
+    LM_PARAMS = ("alpha", "beta", "unk_score_offset", "name_score_offset")
+
+    def set_params(self, **params: float) -> None:
+        """Change LM weights (``alpha``, ``beta``, ``unk_score_offset``, ``name_score_offset``) in place.
+
+        Pool workers are restarted, since each holds a copy of the old ones.
+        """
+        unknown = set(params) - set(self.LM_PARAMS)
+        if unknown:
+            raise ValueError(f"not LM settings: {sorted(unknown)}")
+        for name, value in params.items():
+            setattr(self.config, name, float(value))
         if self.language_model is not None:
-            self.language_model.reset_params(alpha=alpha, beta=beta, unk_score_offset=unk_score_offset)
+            self.language_model.reset_params(**params)
         self._close_pool()
 
     def _get_pool(self) -> Pool | None:
@@ -324,11 +341,11 @@ class BeamDecoder:
         return pool.map(work, logprobs, chunksize=chunk)
 
     def decode_batch(self, logprobs: Sequence[np.ndarray]) -> list[DecodedLine]:
-        """Return the best reading of each line (text, confidence, word frame spans; no n-best, word confidences 0)."""
+        """Return the best reading of each line: text, confidence and words (no n-best list)."""
         return self._run(logprobs, detailed=False)
 
     def decode_beams(self, logprobs: Sequence[np.ndarray]) -> list[DecodedLine]:
-        """Return each line with word frame spans and confidences and its n-best alternatives."""
+        """Return the best reading of each line with its n-best alternatives (a slower, unpruned search)."""
         return self._run(logprobs, detailed=True)
 
     def _close_pool(self) -> None:

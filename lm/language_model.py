@@ -45,6 +45,7 @@ class RegisterLanguageModel(AbstractLanguageModel):
         beta: float = 1.5,
         unk_score_offset: float = -10.0,
         score_boundary: bool = True,
+        name_score_offset: float = 0.0,
     ) -> None:
         self._kenlm = kenlm_model
         self._vocab = frozenset(w for w in vocabulary if w not in CLASS_TOKENS and w in kenlm_model)
@@ -58,6 +59,7 @@ class RegisterLanguageModel(AbstractLanguageModel):
         self.beta = beta
         self.unk_score_offset = unk_score_offset
         self.score_boundary = score_boundary
+        self.name_score_offset = name_score_offset
 
     @property
     def order(self) -> int:
@@ -74,8 +76,8 @@ class RegisterLanguageModel(AbstractLanguageModel):
         return state
 
     def reset_params(self, **params) -> None:  # type: ignore[override]
-        """Set ``alpha``, ``beta``, ``unk_score_offset`` or ``score_boundary`` in place."""
-        for name in ("alpha", "beta", "unk_score_offset", "score_boundary"):
+        """Set ``alpha``, ``beta``, ``unk_score_offset``, ``name_score_offset`` or ``score_boundary`` in place."""
+        for name in ("alpha", "beta", "unk_score_offset", "name_score_offset", "score_boundary"):
             if params.get(name) is not None:
                 setattr(self, name, params[name])
 
@@ -132,7 +134,7 @@ class RegisterLanguageModel(AbstractLanguageModel):
         for cls in self._lexicon.classes_of(token):
             if cls in self._class_logp:
                 cls_end = kenlm.State()
-                logp = self._kenlm.BaseScore(state, cls, cls_end) + self._class_logp[cls]
+                logp = self._kenlm.BaseScore(state, cls, cls_end) + self._class_logp[cls] + self.name_score_offset
                 if best is None or logp > best[0]:
                     best = (logp, cls_end)
         if best is not None:

@@ -42,11 +42,11 @@ class TrainConfig:
     cache: Path = Path(".cache/lines-h48.pkl")
     export: Path | None = DEFAULT_MODEL
     epochs: int = 80
-    batch_size: int = 24
+    batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
     #: Synthetic lines per real line in each epoch (0 disables the generator).
-    synthetic_ratio: float = 0.0
+    synthetic_ratio: float = 0.25
     augment: bool = True
     seed: int = 0
     device: str = "auto"

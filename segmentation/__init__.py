@@ -1,0 +1,1 @@
+"""Page segmentation: loading and validation, binarization, deskew, rules, lines and words, crops."""

@@ -43,7 +43,8 @@ def binarize_otsu(gray: np.ndarray) -> np.ndarray:
     """Return the ink mask (True = ink) of ``gray`` with Otsu's global threshold."""
     if gray.size == 0 or int(gray.min()) == int(gray.max()):
         return np.zeros(gray.shape, bool)
-    return gray < threshold_otsu(gray)
+    # skimage's threshold is the top of the dark class: ink is at or below it.
+    return gray <= threshold_otsu(gray)
 
 
 def binarize_sauvola(
@@ -66,7 +67,7 @@ def binarize_sauvola(
     if min(gray.shape) < window:
         return binarize_otsu(gray)
     flat = normalize_background(gray) if normalize else gray
-    local = threshold_sauvola(flat, window_size=window, k=k)
+    local = _sauvola_surface(flat, window, k)
     # Global bound: the Otsu split between ink and the flattened paper, nudged
     # toward the paper so pale strokes survive.
     bound = _ink_bound(flat)
@@ -74,6 +75,19 @@ def binarize_sauvola(
     if ink.mean() > MAX_INK_FRACTION:
         return binarize_otsu(flat)
     return ink
+
+
+def _sauvola_surface(flat: np.ndarray, window: int, k: float) -> np.ndarray:
+    """Return Sauvola's threshold for every pixel, computed at half resolution and interpolated back.
+
+    The threshold is a local mean and deviation over a window tens of pixels
+    wide: a smooth surface that half resolution reproduces at a quarter of the cost.
+    """
+    if window < 31:
+        return threshold_sauvola(flat, window_size=window, k=k)
+    half = cv2.resize(flat, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    surface = threshold_sauvola(half, window_size=_odd(window / 2), k=k).astype(np.float32)
+    return cv2.resize(surface, (flat.shape[1], flat.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def _ink_bound(flat: np.ndarray) -> float:

@@ -1,19 +1,27 @@
 """Text-line segmentation of register pages: one line per text row within one table cell.
 
-The page is worked on at a reduced, levelled scale (``WORK_PIXELS``):
+The page is worked on at a reduced, levelled scale (``WORK_PIXELS``); every
+length is measured in units of the page's own line spacing, estimated from it:
 
-1. binarize (Sauvola), estimate the skew from the rules and level the page;
+1. binarize (Sauvola), drop the scanner background, level the page by its skew;
 2. find and remove the ruling; the long vertical rules bound the columns;
 3. smear the ink into a density map with an anisotropic Gaussian (wide along
    the line, narrow across it) and take its ridges, one per text row, cut at
    the vertical rules (after Bukhari, Shafait & Breuel, "Script-independent
    handwritten textlines segmentation using active contours", ICDAR 2009);
 4. grow a watershed from the ridges over the density map, so every ink
-   component falls to the row it mostly sits in (components that span two
-   rows are split pixel by pixel);
-5. each row's ink, split at wide gaps, becomes a line: its polygon is the upper
-   and lower ink envelope, its baseline a straight fit to the lower edge of
-   the letters' core; both are mapped back to original-scan pixels.
+   component falls to the row it mostly sits in (components taller than a
+   row are split pixel by pixel);
+5. split each row at wide gaps and at vertical rules, join the fragments of
+   one line (same baseline, small gap, no rule between), attach small pieces
+   (superscripts, dots) to the line they belong to, and drop what is not
+   writing (dots, dashes, ornaments, blots, pencil marks, page-edge shadow);
+6. each line's polygon is its ink outline padded and never thinner than a band
+   around its baseline, a straight fit to the lower edge of the letters' core;
+   both are mapped back to original-scan pixels.
+
+The constants in :class:`SegmentationParams` were tuned on the LECTAUREP
+training pages (bench/segmentation_bench.py reports the validation pages).
 """
 
 from __future__ import annotations
@@ -40,40 +48,69 @@ class SegmentationParams:
     """Tunable constants of the line finder, in units of the page's line spacing unless noted."""
 
     work_pixels: int = WORK_PIXELS  # pixels of the working image
+    # Rows: density map and its ridges.
     sigma_along: float = 0.6  # Gaussian smear along the line
     sigma_across: float = 0.12  # Gaussian smear across the line
-    ridge_floor: float = 0.12  # ridge must exceed this share of the page's strong density
+    ridge_floor: float = 0.12  # a ridge exceeds this share of the page's 99th-percentile density
+    ridge_reach: float = 0.3  # a ridge is the densest point this far up and down
     min_ridge: float = 0.3  # shorter ridges are dropped
-    split_gap: float = 1.5  # horizontal gap that splits a row into two lines
     split_tall: float = 1.3  # components taller than this are split pixelwise between rows
-    min_line_ink: float = 0.05  # lines with less ink area (in spacing²) are noise
-    min_ink_height: float = 0.2  # ... and so are flatter ones (dashes, ornaments): 5-95 % of their ink rows
-    min_ink_width: float = 0.3  # ... and dots: narrower and lower than 0.4 spacing
-    max_ink_height: float = 1.35  # ... and taller ones (blots, stamps, the leftovers of a rule)
-    min_thickness: float = 0.088  # mean ink per column, below: a lone pen stroke or ornament
-    max_thickness: float = 0.31  # ... above: a solid blot
-    max_darkness: float = 0.69  # median ink gray / paper gray, above: pencil or bleed-through
-    min_background: float = 0.78  # median gray around the ink / paper gray, below: shadow, page edge
-    pad: float = 0.05  # polygon padding around the ink (envelope mode)
-    pad_top: float = 0.3  # polygon margin above the ink
-    pad_bottom: float = 0.25  # ... below it
-    pad_left: float = 0.3  # ... before the line's first ink
-    pad_right: float = 0.2  # ... after its last ink
-    smooth: int = 0  # bins on each side sharing their extremes
-    short_width: float = 2.0  # lines narrower than this are short...
-    short_extra: float = 0.0  # ... and get this much more margin on every side
-    bin_width: float = 0.4  # envelope bin width
-    word_gap: float = 0.25  # blank run that separates words
+    # Lines: splitting, joining, attaching.
+    split_gap: float = 1.5  # a horizontal gap wider than this splits a row into two lines
+    merge_dy: float = 0.35  # fragments whose baselines are closer than this are one line
     small_width: float = 2.0  # narrower lines are pieces that may belong to a neighbour
     attach_gap: float = 1.0  # a piece joins a line at most this far to its side
     attach_above: float = 1.1  # ... with its centre at most this far above the line's baseline
     attach_below: float = 0.5  # ... or this far below it
-    merge_dy: float = 0.35  # fragments whose baselines are closer than this are one line
-    ridge_reach: float = 0.3  # a ridge is the densest point this far up and down
-    above: float = 0.5  # polygon top above the baseline
-    below: float = 0.3  # polygon bottom below the baseline
-    band: int = 2  # polygon: 2 band grown to its ink, 1 band around the baseline, 0 the ink envelope
+    # What is not writing (thresholds at the 0.5th percentile of true lines on train pages).
+    min_line_ink: float = 0.05  # less ink area (in spacing²): noise
+    min_ink_height: float = 0.2  # flatter (5-95 % of the ink rows): a dash, an ornament
+    min_ink_width: float = 0.3  # narrower, and lower than 0.4: a dot
+    max_ink_height: float = 1.35  # taller: a blot, a stamp, the leftover of a rule
+    min_thickness: float = 0.088  # less mean ink per column: a lone pen stroke, an ornament...
+    min_thickness_rel: float = 0.6  # ... unless the page's lines are thin too: this share of their median
+    max_thickness: float = 0.31  # more: a solid blot
+    min_contrast: float = 0.6  # ink contrast / the page's writing contrast, below: pencil, bleed-through
+    min_background: float = 0.78  # median gray around the ink / paper gray, below: shadow, page edge
+    # Outline and baseline.
+    above: float = 0.5  # the polygon reaches at least this far above the baseline
+    below: float = 0.3  # ... and this far below it
     reach: float = 1.2  # ink further from the baseline does not grow the polygon
+    pad_top: float = 0.3  # margin above the ink
+    pad_bottom: float = 0.25  # ... below it
+    pad_left: float = 0.3  # ... before the line's first ink
+    pad_right: float = 0.2  # ... after its last ink
+    bin_width: float = 0.4  # width of the outline's steps and of the baseline fit's bins
+    word_gap: float = 0.15  # a blank run wider than this separates words
+
+
+@dataclass
+class _RowInk:
+    """The ink pixels (working frame) of one line candidate, the mean y of its ridge, its x extent."""
+
+    ys: np.ndarray
+    xs: np.ndarray
+    ridge_y: float
+    x0: int = 0
+    x1: int = 0
+
+    def __post_init__(self) -> None:
+        self.x0, self.x1 = int(self.xs.min()), int(self.xs.max())
+
+
+@dataclass
+class PageRows:
+    """The working-frame products of a page's segmentation, before lines are made of them."""
+
+    transform: PageTransform  # original scan -> levelled working frame
+    angle: float  # skew corrected, degrees
+    levelled: np.ndarray  # uint8 gray, working frame
+    ink: np.ndarray  # bool, all ink (rules included), working frame
+    text: np.ndarray  # bool, ink without rules and slivers
+    ruling: Ruling
+    grid: Grid
+    spacing: float  # line spacing, working pixels
+    rows: list[_RowInk]
 
 
 def _working_scale(shape: tuple[int, int], work_pixels: int) -> float:
@@ -104,7 +141,7 @@ def estimate_line_spacing(text: np.ndarray, lo: float = 8.0, hi: float | None = 
     acc /= acc[0]
     # Skip the central lobe (the rows' own thickness): start at its first minimum.
     d = np.diff(acc)
-    rising = np.nonzero((d[int(lo) :] > 0))[0]
+    rising = np.nonzero(d[int(lo) :] > 0)[0]
     start = int(lo) + (int(rising[0]) if len(rising) else 0)
     if start >= hi - 1:
         return max(lo, h / 60)
@@ -133,6 +170,7 @@ def _drop_slivers(text: np.ndarray, ruling: Ruling, spacing: float) -> np.ndarra
 
 
 def _to_points(pts: np.ndarray, w: int, h: int) -> list[Point]:
+    """Return float (N, 2) points as integer pixels clipped to the page, consecutive duplicates removed."""
     pts = np.rint(pts).astype(np.int64)
     pts[:, 0] = np.clip(pts[:, 0], 0, w - 1)
     pts[:, 1] = np.clip(pts[:, 1], 0, h - 1)
@@ -140,24 +178,9 @@ def _to_points(pts: np.ndarray, w: int, h: int) -> list[Point]:
     for x, y in pts.tolist():
         if not out or out[-1] != (x, y):
             out.append((int(x), int(y)))
+    if len(out) > 1 and out[0] == out[-1]:
+        out.pop()
     return out
-
-
-@dataclass
-class _RowInk:
-    """The ink pixels (working frame) of one line candidate."""
-
-    ys: np.ndarray
-    xs: np.ndarray
-    ridge_y: float  # mean y of its ridge, for ordering
-
-    @property
-    def x0(self) -> int:
-        return int(self.xs.min())
-
-    @property
-    def x1(self) -> int:
-        return int(self.xs.max())
 
 
 def _ridges(density: np.ndarray, barrier: np.ndarray, floor: float, min_len: int, reach: int) -> np.ndarray:
@@ -195,35 +218,16 @@ def _split_gaps(xs: np.ndarray, gap: float, walls: Sequence[float] = ()) -> list
     return np.split(order, breaks + 1)
 
 
-def _envelope(ys: np.ndarray, xs: np.ndarray, bin_w: float, pad: float) -> np.ndarray:
-    """Return a closed polygon (N, 2) around the pixels: upper envelope left→right, lower right→left."""
-    x0, x1 = int(xs.min()), int(xs.max())
-    nb = max(1, int(np.ceil((x1 - x0 + 1) / bin_w)))
-    b = np.minimum(((xs - x0) / bin_w).astype(np.int64), nb - 1)
-    top = np.full(nb, np.inf)
-    bot = np.full(nb, -np.inf)
-    np.minimum.at(top, b, ys)
-    np.maximum.at(bot, b, ys)
-    have = np.isfinite(top)
-    idx = np.arange(nb)
-    top = np.interp(idx, idx[have], top[have])
-    bot = np.interp(idx, idx[have], bot[have])
-    left = x0 + idx * bin_w - np.where(idx == 0, pad, 0)
-    right = np.minimum(x0 + (idx + 1) * bin_w, x1 + 1) + np.where(idx == nb - 1, pad, 0)
-    upper = np.stack([np.stack([left, right], 1).ravel(), np.repeat(top - pad, 2)], 1)
-    lower = np.stack([np.stack([left, right], 1).ravel(), np.repeat(bot + 1 + pad, 2)], 1)[::-1]
-    return np.concatenate([upper, lower])
-
-
-def _band_envelope(
-    ys: np.ndarray, xs: np.ndarray, base: np.ndarray, bin_w: float, params: SegmentationParams, spacing: float
+def _outline(
+    ys: np.ndarray, xs: np.ndarray, base: np.ndarray, spacing: float, params: SegmentationParams
 ) -> np.ndarray:
-    """Return a polygon (N, 2) around a line's ink: its upper and lower envelope, padded, never thinner
-    than the band ``above``/``below`` around the baseline.
+    """Return a line's polygon (N, 2): its padded ink outline, never thinner than the baseline band.
 
-    Ink further than ``reach`` from the baseline (a flourish, a neighbour's
+    The band reaches ``above`` over and ``below`` under the baseline. Ink
+    further than ``reach`` from the baseline (a flourish, a neighbour's
     descender) does not grow it.
     """
+    bin_w = max(2.0, params.bin_width * spacing)
     x0, x1 = int(xs.min()), int(xs.max())
     nb = max(1, int(np.ceil((x1 - x0 + 1) / bin_w)))
     b = np.minimum(((xs - x0) / bin_w).astype(np.int64), nb - 1)
@@ -238,22 +242,16 @@ def _band_envelope(
     bb = np.full(nb, -np.inf)
     np.minimum.at(tb, b[keep], ys[keep])
     np.maximum.at(bb, b[keep], ys[keep] + 1)
-    if params.smooth > 0:
-        # Neighbouring bins share their extremes: the outline follows the words, not each letter.
-        k = np.ones((1, 2 * params.smooth + 1), np.uint8)
-        tb = cv2.erode(tb.reshape(1, -1).astype(np.float32), k, borderType=cv2.BORDER_REPLICATE).ravel()
-        bb = cv2.dilate(bb.reshape(1, -1).astype(np.float32), k, borderType=cv2.BORDER_REPLICATE).ravel()
-    # Short lines (a number, a word in a narrow cell) get a wider margin: their
-    # transcribed outlines are drawn loosely around the ink.
-    extra = params.short_extra * spacing if x1 - x0 < params.short_width * spacing else 0.0
-    top = np.minimum(base_y - params.above * spacing, tb - params.pad_top * spacing - extra)
-    bot = np.maximum(base_y + params.below * spacing, bb + params.pad_bottom * spacing + extra)
+    top = np.minimum(base_y - params.above * spacing, tb - params.pad_top * spacing)
+    bot = np.maximum(base_y + params.below * spacing, bb + params.pad_bottom * spacing)
     idx = np.arange(nb)
-    left = x0 + idx * bin_w - np.where(idx == 0, params.pad_left * spacing + extra, 0)
-    right = np.minimum(x0 + (idx + 1) * bin_w, x1 + 1) + np.where(idx == nb - 1, params.pad_right * spacing + extra, 0)
+    left = x0 + idx * bin_w - np.where(idx == 0, params.pad_left * spacing, 0)
+    right = np.minimum(x0 + (idx + 1) * bin_w, x1 + 1) + np.where(idx == nb - 1, params.pad_right * spacing, 0)
     upper = np.stack([np.stack([left, right], 1).ravel(), np.repeat(top, 2)], 1)
     lower = np.stack([np.stack([left, right], 1).ravel(), np.repeat(bot, 2)], 1)[::-1]
-    return np.concatenate([upper, lower])
+    poly = np.concatenate([upper, lower]).astype(np.float32)
+    # Drop the staircase's redundant vertices (a pixel of tolerance in the working frame).
+    return cv2.approxPolyDP(poly.reshape(-1, 1, 2), 1.0, True).reshape(-1, 2).astype(np.float64)
 
 
 def _baseline(ys: np.ndarray, xs: np.ndarray, bin_w: float) -> np.ndarray:
@@ -294,6 +292,8 @@ def _barrier(ruling: Ruling, shape: tuple[int, int], f: float) -> np.ndarray:
 def _assign_rows(text: np.ndarray, ruling: Ruling, spacing: float, params: SegmentationParams) -> list[_RowInk]:
     """Return the ink of every text row (working frame), rows cut at vertical rules and wide gaps."""
     h, w = text.shape
+    if not text.any():
+        return []
     # Density map at a scale where rows are ~12 px apart: cheap and already smooth.
     f = min(1.0, 12.0 / spacing)
     small = cv2.resize(text.astype(np.float32), None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
@@ -302,7 +302,10 @@ def _assign_rows(text: np.ndarray, ruling: Ruling, spacing: float, params: Segme
     barrier = _barrier(ruling, small.shape, f)
     strong = float(np.percentile(density[density > 0], 99)) if (density > 0).any() else 1.0
     ridges = _ridges(
-        density, barrier, params.ridge_floor * strong, max(2, int(params.min_ridge * unit)),
+        density,
+        barrier,
+        params.ridge_floor * strong,
+        max(2, int(params.min_ridge * unit)),
         max(1, int(round(params.ridge_reach * unit))),
     )
     if ridges.max() == 0:
@@ -316,30 +319,24 @@ def _assign_rows(text: np.ndarray, ruling: Ruling, spacing: float, params: Segme
     ys, xs = np.nonzero(text)
     cl = comp[ys, xs]
     rl = regions_full[ys, xs]
-    # Majority region of each component.
+    # Each component goes to the region holding most of its pixels.
     nreg = int(regions.max()) + 1
-    key = cl.astype(np.int64) * nreg + rl
-    uniq, counts = np.unique(key, return_counts=True)
+    uniq, counts = np.unique(cl.astype(np.int64) * nreg + rl, return_counts=True)
     ucomp, ureg = uniq // nreg, uniq % nreg
+    first = np.lexsort((-counts, ucomp))
+    keep = np.concatenate([[True], ucomp[first][1:] != ucomp[first][:-1]])
     best = np.zeros(n, np.int64)
-    bestc = np.zeros(n, np.int64)
-    for c, r, k in zip(ucomp.tolist(), ureg.tolist(), counts.tolist(), strict=True):
-        if k > bestc[c]:
-            bestc[c] = k
-            best[c] = r
+    best[ucomp[first][keep]] = ureg[first][keep]
     tall = stats[:, 3] > params.split_tall * spacing
     tall[0] = False
     row_of_pixel = np.where(tall[cl], rl, best[cl])
 
-    ridge_y = np.zeros(nreg)
     ry, rx = np.nonzero(ridges)
     rlab = ridges[ry, rx]
-    np.add.at(ridge_y, rlab, ry / f)
-    ridge_y /= np.maximum(np.bincount(rlab, minlength=nreg), 1)
+    ridge_y = np.bincount(rlab, weights=ry / f, minlength=nreg) / np.maximum(np.bincount(rlab, minlength=nreg), 1)
 
     order = np.argsort(row_of_pixel, kind="stable")
-    srow = row_of_pixel[order]
-    bounds = np.searchsorted(srow, np.arange(nreg + 1))
+    bounds = np.searchsorted(row_of_pixel[order], np.arange(nreg + 1))
     rows: list[_RowInk] = []
     gap = params.split_gap * spacing
     for r in range(1, nreg):
@@ -359,13 +356,20 @@ def _walls_at(ruling: Ruling, y: float, spacing: float) -> list[float]:
 
 
 def _looks_like_text(
-    row: _RowInk, levelled: np.ndarray, ink: np.ndarray, paper: float, spacing: float, params: SegmentationParams
+    row: _RowInk,
+    levelled: np.ndarray,
+    ink: np.ndarray,
+    tones: tuple[float, float],
+    spacing: float,
+    params: SegmentationParams,
+    typical: float = np.inf,
 ) -> bool:
     """Return False for ink that is no text line: a dot, a dash or ornament, a smudge, a pencil mark, shadow.
 
     The thresholds sit at the 0.5th percentile of each measure over the lines
     that match the LECTAUREP ground truth (train pages), so they drop little
-    real text.
+    real text. ``tones`` is (paper gray, median writing gray) of the page,
+    ``typical`` the median ink-per-column of its rows (in line spacings).
     """
     n = len(row.xs)
     if n < params.min_line_ink * spacing * spacing:
@@ -380,12 +384,15 @@ def _looks_like_text(
     # Mean ink per column: a pen line or an ornament is one thin stroke, a
     # stamp or a blot is solid.
     thickness = n / (row.x1 - row.x0 + 1) / spacing
-    if thickness < params.min_thickness or thickness > params.max_thickness:
+    if thickness < min(params.min_thickness, params.min_thickness_rel * typical) or thickness > params.max_thickness:
         return False
     if height > params.max_ink_height:
         return False
-    darkness = float(np.median(levelled[row.ys, row.xs])) / paper
-    if darkness > params.max_darkness:  # pencil, bleed-through
+    paper, writing = tones
+    # Contrast relative to the page's own writing: a faded hand is faint all
+    # over, a pencil mark or bleed-through is fainter than the rest.
+    contrast = (paper - float(np.median(levelled[row.ys, row.xs]))) / max(paper - writing, 1.0)
+    if contrast < params.min_contrast:
         return False
     y0, y1 = int(row.ys.min()), int(row.ys.max()) + 1
     box = levelled[y0:y1, row.x0 : row.x1 + 1]
@@ -469,32 +476,30 @@ def _attach_small(rows: list[_RowInk], ruling: Ruling, spacing: float, params: S
     big = np.nonzero(~small)[0]
     if not len(big) or not small.any():
         return rows
-    fits = {int(i): _baseline(rows[i].ys, rows[i].xs, bin_w) for i in big}
+    fits = np.array([_baseline(rows[i].ys, rows[i].xs, bin_w) for i in big])  # (nbig, 2, 2)
+    bx0 = np.array([rows[j].x0 for j in big], np.float64)
+    bx1 = np.array([rows[j].x1 for j in big], np.float64)
+    slope = (fits[:, 1, 1] - fits[:, 0, 1]) / np.maximum(fits[:, 1, 0] - fits[:, 0, 0], 1e-6)
+    icpt = fits[:, 0, 1] - slope * fits[:, 0, 0]
     host: dict[int, int] = {}
     for i in np.nonzero(small)[0]:
         r = rows[i]
         cx, cy = (r.x0 + r.x1) / 2, float(np.median(r.ys))
-        best, best_d = None, np.inf
-        for j in big:
-            b = rows[j]
-            gap = max(b.x0 - r.x1, r.x0 - b.x1, 0)
-            if gap > params.attach_gap * spacing:
-                continue
-            fit = fits[int(j)]
-            xq = min(max(cx, b.x0), b.x1)
-            base = float(np.interp(xq, fit[:, 0], fit[:, 1]))
-            rel = cy - base  # negative: above the baseline
-            if not (-params.attach_above * spacing <= rel <= params.attach_below * spacing):
-                continue
-            if gap > 0:
+        gap = np.maximum(np.maximum(bx0 - r.x1, r.x0 - bx1), 0)
+        xq = np.clip(cx, bx0, bx1)
+        rel = cy - (icpt + slope * xq)  # negative: above the host's baseline
+        ok = (gap <= params.attach_gap * spacing) & (rel >= -params.attach_above * spacing)
+        ok &= rel <= params.attach_below * spacing
+        # Nearest host first: distance to its core's middle plus the gap.
+        for k in sorted(np.nonzero(ok)[0], key=lambda k: abs(rel[k] + 0.3 * spacing) + gap[k]):
+            j = int(big[k])
+            if gap[k] > 0:
+                b = rows[j]
                 xa, xb = (r.x1, b.x0) if r.x1 < b.x0 else (b.x1, r.x0)
                 if _crosses_rule(ruling, xa, xb, cy, 0.5 * spacing):
                     continue
-            d = abs(rel + 0.3 * spacing) + gap
-            if d < best_d:
-                best, best_d = int(j), d
-        if best is not None:
-            host[int(i)] = best
+            host[int(i)] = j
+            break
     if not host:
         return rows
     out = []
@@ -511,7 +516,64 @@ def _attach_small(rows: list[_RowInk], ruling: Ruling, spacing: float, params: S
     return out
 
 
-def _table(grid: Grid, tf: PageTransform, scale_back: float) -> Table | None:
+def find_rows(page: PageImage, params: SegmentationParams | None = None) -> PageRows:
+    """Return the working-frame analysis of a page: levelled ink, ruling, grid, line spacing and text rows."""
+    params = params or SegmentationParams()
+    gray = page.pixels
+    if gray.ndim != 2:
+        raise ValueError("segment_page expects a 2-D grayscale page")
+    h, w = gray.shape
+    scale = _working_scale((h, w), params.work_pixels)
+    tf = page_transform((h, w), scale)
+    work = tf.apply(gray)
+    ink = binarize_sauvola(work) & paper_mask(work, margin=int(0.01 * max(work.shape)))
+    angle = estimate_skew(ink)
+    if abs(angle) >= 0.05:
+        ink, rot = rotate_mask(ink, angle)
+        tf = tf.then(rot)
+        levelled = rot.apply(work, border=255)
+    else:
+        angle = 0.0
+        levelled = work
+    # A first spacing from all the ink sizes the rule kernels; the second, from
+    # the text alone, sizes everything else.
+    spacing0 = estimate_line_spacing(ink)
+    ruling = detect_rules(ink, spacing0)
+    text = _drop_slivers(remove_rules(ink, ruling), ruling, spacing0)
+    spacing = estimate_line_spacing(text)
+    grid = table_grid(ruling, text.shape, min_column=0.5 * spacing)
+    rows = _merge_rows(_assign_rows(text, ruling, spacing, params), ruling, spacing, params)
+    rows = _attach_small(rows, ruling, spacing, params)
+    paper = max(1.0, float(np.percentile(levelled, 90)))
+    writing = float(np.median(levelled[text])) if text.any() else 0.0
+    # A page written (or printed) with a fine pen has thin lines throughout.
+    typical = float(np.median([len(r.xs) / (r.x1 - r.x0 + 1) / spacing for r in rows])) if rows else np.inf
+    rows = [r for r in rows if _looks_like_text(r, levelled, ink, (paper, writing), spacing, params, typical)]
+    return PageRows(tf, float(angle), levelled, ink, text, ruling, grid, spacing, rows)
+
+
+def _reading_key(row: _RowInk, grid: Grid) -> tuple[int, float, int]:
+    """Return the sort key of reading order: above the table, left margin, columns, right margin, below."""
+    cx = (row.x0 + row.x1) / 2
+    if not grid.found:
+        return (0, row.ridge_y, row.x0)
+    top, bottom = grid.rows[0][0], grid.rows[-1][1]
+    ncol = len(grid.columns)
+    if row.ridge_y < top:
+        region = 0
+    elif row.ridge_y > bottom:
+        region = ncol + 3
+    elif cx < grid.columns[0][0]:
+        region = 1
+    elif cx >= grid.columns[-1][1]:
+        region = ncol + 2
+    else:
+        region = 2 + (grid.column_at(cx) or 0)
+    return (region, row.ridge_y, row.x0)
+
+
+def _table(grid: Grid, tf: PageTransform) -> Table | None:
+    """Return the grid as a :class:`Table` in original-scan pixels (None when the page has no table)."""
     if not grid.found:
         return None
     mid_y = (grid.rows[0][0] + grid.rows[-1][1]) / 2
@@ -532,92 +594,50 @@ def _table(grid: Grid, tf: PageTransform, scale_back: float) -> Table | None:
     return Table(col_bounds, row_bounds, cells)
 
 
-_DEBUG: dict | None = None
-
-
 def segment_page(page: PageImage, params: SegmentationParams | None = None) -> PageSegmentation:
     """Return the text lines of a page in reading order, with polygons and baselines in scan pixels.
 
-    Reading order is column by column (left margin, table columns left to
-    right, right margin), top to bottom within each; lines inside the table
-    carry their column and cell index.
+    Reading order: lines above the table, the left margin, the table's columns
+    left to right, the right margin, lines below the table; top to bottom in
+    each. Lines inside the table carry their column index and the index of
+    their cell in ``PageSegmentation.table.cells``.
     """
     params = params or SegmentationParams()
-    gray = page.pixels
-    if gray.ndim != 2:
-        raise ValueError("segment_page expects a 2-D grayscale page")
-    H, W = gray.shape
-    scale = _working_scale((H, W), params.work_pixels)
-    tf = page_transform((H, W), scale)
-    work = tf.apply(gray)
-    ink = binarize_sauvola(work) & paper_mask(work, margin=int(0.01 * max(work.shape)))
-    angle = estimate_skew(ink)
-    if abs(angle) >= 0.05:
-        ink, rot = rotate_mask(ink, angle)
-        tf = tf.then(rot)
-        levelled = rot.apply(work, border=255)
-    else:
-        angle = 0.0
-        levelled = work
-    spacing0 = estimate_line_spacing(ink)
-    ruling = detect_rules(ink, spacing0)
-    text = _drop_slivers(remove_rules(ink, ruling), ruling, spacing0)
-    spacing = estimate_line_spacing(text)
-    grid = table_grid(ruling, text.shape, min_column=0.5 * spacing)
-    rows = _merge_rows(_assign_rows(text, ruling, spacing, params), ruling, spacing, params)
-    rows = _attach_small(rows, ruling, spacing, params)
-    paper = max(1.0, float(np.percentile(levelled, 90)))
-    rows = [r for r in rows if _looks_like_text(r, levelled, ink, paper, spacing, params)]
-
-    lines: list[Line] = []
+    found = find_rows(page, params)
+    h, w = page.pixels.shape
+    tf, grid, spacing = found.transform, found.grid, found.spacing
     bin_w = max(2.0, params.bin_width * spacing)
-    pad = params.pad * spacing
-    keyed = []
-    for row in rows:
-        cx = (row.x0 + row.x1) / 2
-        col = grid.column_at(cx) if grid.found else None
-        if grid.found:
-            if col is not None:
-                region = 1 + col
-            elif cx < grid.columns[0][0]:
-                region = 0
-            else:
-                region = 1 + len(grid.columns)
-        else:
-            region = 0
-        keyed.append((region, row.ridge_y, row.x0, row, col))
-    keyed.sort(key=lambda k: (k[0], k[1], k[2]))
-    if _DEBUG is not None:
-        _DEBUG.update(rows=[k[3] for k in keyed], levelled=levelled, text=text, spacing=spacing, ink=ink)
-    for i, (_, ridge_y, _, row, col) in enumerate(keyed):
+    lines: list[Line] = []
+    for i, row in enumerate(sorted(found.rows, key=lambda r: _reading_key(r, grid))):
         base_w = _baseline(row.ys, row.xs, bin_w)
-        if params.band == 2:
-            poly_w = _band_envelope(row.ys, row.xs, base_w, bin_w, params, spacing)
-        elif params.band:
-            (bx0, by0), (bx1, by1) = base_w
-            up, dn = params.above * spacing, params.below * spacing
-            poly_w = np.array([[bx0 - pad, by0 - up], [bx1 + pad, by1 - up], [bx1 + pad, by1 + dn], [bx0 - pad, by0 + dn]])
-        else:
-            poly_w = _envelope(row.ys, row.xs, bin_w, pad)
-        polygon = _to_points(tf.to_original(poly_w), W, H)
-        baseline = _to_points(tf.to_original(base_w), W, H)
+        poly_w = _outline(row.ys, row.xs, base_w, spacing, params)
+        col = grid.column_at((row.x0 + row.x1) / 2) if grid.found else None
         cell = None
         if col is not None:
-            r = grid.row_at(ridge_y)
-            if r is not None:
-                cell = r * len(grid.columns) + col
-        words = find_words(row.ys, row.xs, spacing, tf, (W, H), gap=params.word_gap)
-        lines.append(Line(f"l{i + 1:04d}", polygon, baseline, order=i, column=col, cell=cell, words=words))
-    rules_out = []
-    for rule in ruling.horizontal + ruling.vertical:
-        p = tf.to_original([[rule.x0, rule.y0], [rule.x1, rule.y1]])
-        rules_out.append(((int(round(p[0, 0])), int(round(p[0, 1]))), (int(round(p[1, 0])), int(round(p[1, 1])))))
+            band = grid.row_at(row.ridge_y)
+            if band is not None:
+                cell = band * len(grid.columns) + col
+        lines.append(
+            Line(
+                id=f"l{i + 1:04d}",
+                polygon=_to_points(tf.to_original(poly_w), w, h),
+                baseline=_to_points(tf.to_original(base_w), w, h),
+                order=i,
+                column=col,
+                cell=cell,
+                words=find_words(row.ys, row.xs, spacing, tf, (w, h), gap=params.word_gap),
+            )
+        )
+    rules = []
+    for rule in found.ruling.horizontal + found.ruling.vertical:
+        p = np.rint(tf.to_original([[rule.x0, rule.y0], [rule.x1, rule.y1]])).astype(int)
+        rules.append(((int(p[0, 0]), int(p[0, 1])), (int(p[1, 0]), int(p[1, 1]))))
     return PageSegmentation(
         lines=lines,
-        width=W,
-        height=H,
-        angle=float(angle),
-        line_spacing=float(spacing / scale),
-        table=_table(grid, tf, 1 / scale),
-        rules=rules_out,
+        width=w,
+        height=h,
+        angle=found.angle,
+        line_spacing=float(spacing / tf.scale),
+        table=_table(grid, tf),
+        rules=rules,
     )

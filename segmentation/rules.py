@@ -194,12 +194,12 @@ def table_grid(ruling: Ruling, shape: tuple[int, int], min_column: float) -> Gri
         for r in ruling.horizontal
         if min(r.x1, right) - max(r.x0, left) >= 0.4 * (right - left)
     )
-    ys = [top] + [y for y in wide if top < y < bottom] + [bottom]
-    bounds = [ys[0]]
-    for y in ys[1:]:
-        if y - bounds[-1] < min_column:
-            bounds[-1] = max(bounds[-1], y) if y == ys[-1] else bounds[-1]
-        else:
+    # Row bounds: the table's top and bottom and every wide rule between, a
+    # double rule counted once.
+    bounds = [top]
+    for y in wide:
+        if y - bounds[-1] >= min_column and bottom - y >= min_column:
             bounds.append(y)
-    rows = list(zip(bounds[:-1], bounds[1:], strict=True)) or [(top, bottom)]
+    bounds.append(bottom)
+    rows = list(zip(bounds[:-1], bounds[1:], strict=True))
     return Grid(columns, rows)

@@ -7,8 +7,8 @@ import numpy as np
 from segmentation.deskew import PageTransform
 from segmentation.types import Word
 
-#: A gap between ink columns wider than this many x-heights separates two words.
-WORD_GAP = 0.6
+#: A blank run wider than this many ``unit`` separates two words (segment_page passes 0.15 line spacing).
+WORD_GAP = 0.15
 
 
 def word_spans(xs: np.ndarray, min_gap: float) -> list[tuple[int, int]]:
@@ -25,18 +25,21 @@ def word_spans(xs: np.ndarray, min_gap: float) -> list[tuple[int, int]]:
 def find_words(
     ys: np.ndarray,
     xs: np.ndarray,
-    x_height: float,
+    unit: float,
     transform: PageTransform | None = None,
     size: tuple[int, int] | None = None,
     gap: float = WORD_GAP,
 ) -> list[Word]:
     """Return the word boxes of a line given its ink pixels (working frame), in original-scan pixels.
 
+    Words are split at blank runs wider than ``gap * unit`` pixels (``unit``:
+    the page's line spacing in the working frame).
+
     ``transform`` maps the working frame back to the scan (identity when None);
     ``size`` (width, height) clips the boxes to the page.
     """
     words = []
-    for a, b in word_spans(xs, gap * x_height):
+    for a, b in word_spans(xs, gap * unit):
         sel = (xs >= a) & (xs <= b)
         y0, y1 = int(ys[sel].min()), int(ys[sel].max()) + 1
         corners = np.array([[a, y0], [b + 1, y0], [b + 1, y1], [a, y1]], np.float64)

@@ -224,3 +224,10 @@ def test_open_decoder_follows_run_settings(labels: list[str], tiny_lm: LMInfo, t
         assert dec.config.beam_width == 5 and dec.config.processes == 1
         assert "Mantel," in dec.hotwords
         assert dec.lm_version == tiny_lm.version
+
+
+def test_load_refuses_unknown_settings(labels: list[str], tiny_lm: LMInfo) -> None:
+    with pytest.raises(TypeError, match="hotword"):
+        BeamDecoder.load(labels, tiny_lm.prefix, hotword=["Mantel"])
+    with BeamDecoder.load(labels, tiny_lm.prefix, hotwords=["Mantel"], processes=1) as dec:
+        assert "(Mantel)" in dec.hotwords

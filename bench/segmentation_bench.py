@@ -1,0 +1,172 @@
+"""Segmentation benchmark: line precision/recall (IoU ≥ 0.5) on the validation pages and ms per page on one core.
+
+Usage: python bench/segmentation_bench.py [--quick] [--train] [--cer] [--data DIR]
+
+Pages are the LECTAUREP pages whose ``ocr.corpus.split_of`` is not ``train``;
+``--train`` also scores every fourth training page (the pages the segmentation's
+constants were tuned on), ``--cer`` adds end-to-end CER (recognizer on the
+predicted lines, unmatched text counted as insertions/deletions) next to the
+recognition-only CER on the ground-truth lines, greedy decoding.
+
+The process pins itself to one CPU core and one OpenCV thread before timing.
+"""
+
+from __future__ import annotations
+
+import os
+
+# One core: set before numpy / OpenCV start their thread pools.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import cv2  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
+
+from ocr.corpus import DEFAULT_DATA, split_of  # noqa: E402
+from ocr.groundtruth import find_ground_truth, read_alto  # noqa: E402
+from segmentation.evaluate import MatchCounts, count_matches, match_lines  # noqa: E402
+from segmentation.lines import segment_page  # noqa: E402
+from segmentation.loading import load_page  # noqa: E402
+
+ALL_CORES = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
+
+
+def pin_one_core() -> str:
+    """Pin this process to one CPU core and OpenCV to one thread; return which core."""
+    cv2.setNumThreads(1)
+    if ALL_CORES:
+        core = min(ALL_CORES)
+        os.sched_setaffinity(0, {core})
+        return f"core {core}"
+    return "unpinned"
+
+
+def group_of(xml: Path) -> str:
+    """Return the reporting group of a page: its volume and whether its hand was seen in training."""
+    return f"{xml.parent.name} ({split_of(xml.stem)})"
+
+
+def end_to_end_cer(xmls: list[Path]) -> dict[str, dict]:
+    """Return ``registre eval`` summaries (greedy) with ground-truth lines and with our own segmentation."""
+    import torch
+
+    from flows.evaluation import run_eval
+    from flows.settings import Settings
+
+    # Recognition is not what is timed here: give it every core back.
+    if ALL_CORES:
+        os.sched_setaffinity(0, ALL_CORES)
+    torch.set_num_threads(max(1, len(ALL_CORES)))
+
+    settings = Settings(use_lm=False)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for xml in xmls:
+            image = read_alto(xml).image_path
+            if image is None:
+                continue
+            (Path(tmp) / xml.name).symlink_to(xml)
+            (Path(tmp) / image.name).symlink_to(image)
+        for mode in ("gt", "auto"):
+            out[mode] = run_eval(Path(tmp), settings, segmentation=mode)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA / "lectaurep" / "train")
+    ap.add_argument("--quick", action="store_true", help="four validation pages, one timing run")
+    ap.add_argument("--train", action="store_true", help="also score every fourth training page")
+    ap.add_argument("--cer", action="store_true", help="also end-to-end CER with the recognizer (slow)")
+    ap.add_argument("--iou", type=float, default=0.5)
+    args = ap.parse_args()
+
+    machine = describe_machine()  # before pinning: it counts the cores this process may use
+    where = pin_one_core()
+    xmls = find_ground_truth(args.data)
+    val = [x for x in xmls if split_of(x.stem) != "train"]
+    if args.quick:
+        val = val[:: max(1, len(val) // 4)][:4]
+    pages = [(x, "val") for x in val]
+    if args.train:
+        pages += [(x, "train") for x in [x for x in xmls if split_of(x.stem) == "train"][::4]]
+
+    counts: dict[str, MatchCounts] = defaultdict(MatchCounts)
+    load_ms, seg_ms, mpix = [], [], []
+    for xml, kind in pages:
+        gt = read_alto(xml)
+        if gt.image_path is None:
+            continue
+        data = gt.image_path.read_bytes()
+        t0 = time.perf_counter()
+        page = load_page(data, gt.image_path.name)
+        t1 = time.perf_counter()
+        seg = segment_page(page)
+        t2 = time.perf_counter()
+        c = count_matches(match_lines([ln.polygon for ln in seg.lines], [ln.polygon for ln in gt.lines], args.iou))
+        group = group_of(xml) if kind == "val" else "train pages (tuning set)"
+        counts[group] += c
+        counts[f"ALL {kind}"] += c
+        if kind == "val":
+            load_ms.append(1000 * (t1 - t0))
+            seg_ms.append(1000 * (t2 - t1))
+            mpix.append(page.width * page.height / 1e6)
+        print(
+            f"  {xml.stem:28s} {kind:5s} {page.width}x{page.height} lines {c.predicted:3d}/{c.ground_truth:3d} "
+            f"P {c.precision:.3f} R {c.recall:.3f} angle {seg.angle:+.2f}° {1000 * (t2 - t1):6.0f} ms",
+            flush=True,
+        )
+    if not args.quick:
+        # A second timing pass over the same pages, warm: report the faster of the two.
+        for i, (xml, _) in enumerate(p for p in pages if p[1] == "val"):
+            page = load_page(read_alto(xml).image_path.read_bytes())
+            t0 = time.perf_counter()
+            segment_page(page)
+            seg_ms[i] = min(seg_ms[i], 1000 * (time.perf_counter() - t0))
+
+    print()
+    print(f"Segmentation benchmark — {machine}; timed on one core ({where}, cv2 1 thread)")
+    print(f"IoU threshold {args.iou}; lines matched one-to-one (Hungarian)")
+    print()
+    print(f"| {'pages':38s} | {'pred':>5s} | {'gt':>5s} | {'matched':>7s} | {'precision':>9s} | {'recall':>6s} |")
+    print(f"|{'-' * 40}|{'-' * 7}|{'-' * 7}|{'-' * 9}|{'-' * 11}|{'-' * 8}|")
+    for group in sorted(counts, key=lambda g: (g.startswith("ALL"), g)):
+        c = counts[group]
+        print(
+            f"| {group:38s} | {c.predicted:5d} | {c.ground_truth:5d} | {c.matched:7d} | "
+            f"{c.precision:9.3f} | {c.recall:6.3f} |"
+        )
+    if seg_ms:
+        print()
+        print(f"| {'time per validation page (one core)':38s} | {'median':>8s} | {'p90':>8s} | {'max':>8s} |")
+        print(f"|{'-' * 40}|{'-' * 10}|{'-' * 10}|{'-' * 10}|")
+        for name, vals in (("load + validate (ms)", load_ms), ("segment_page (ms)", seg_ms)):
+            q = sorted(vals)
+            p90 = q[min(len(q) - 1, int(0.9 * len(q)))]
+            print(f"| {name:38s} | {statistics.median(q):8.0f} | {p90:8.0f} | {q[-1]:8.0f} |")
+        print(f"(pages of {min(mpix):.1f}–{max(mpix):.1f} Mpx)")
+    if args.cer:
+        res = end_to_end_cer([x for x, k in pages if k == "val"])
+        print()
+        print("| segmentation | CER (greedy) | lines | line precision | line recall |")
+        print("|---|---|---|---|---|")
+        for mode, r in res.items():
+            print(
+                f"| {mode} | {r['cer']:.4f} | {r['lines']} | {r.get('line_precision', '-')} | "
+                f"{r.get('line_recall', '-')} |"
+            )
+        print(f"end-to-end minus recognition-only CER: {100 * (res['auto']['cer'] - res['gt']['cer']):+.2f} points")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+import pytest
+
+from segmentation.evaluate import (
+    MatchCounts,
+    count_matches,
+    iou_matrix,
+    line_precision_recall,
+    match_lines,
+    polygon_iou,
+)
+
+
+def box(x0, y0, x1, y1):
+    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+
+
+def test_iou_of_boxes():
+    assert polygon_iou(box(0, 0, 99, 9), box(0, 0, 99, 9)) == 1.0
+    assert polygon_iou(box(0, 0, 99, 9), box(50, 0, 149, 9)) == pytest.approx(1 / 3, abs=0.01)
+    assert polygon_iou(box(0, 0, 10, 10), box(20, 20, 30, 30)) == 0.0
+    assert polygon_iou([(0, 0), (5, 5)], box(0, 0, 10, 10)) == 0.0  # degenerate
+
+
+def test_one_to_one_matching():
+    gt = [box(0, 0, 99, 19), box(0, 30, 99, 49), box(200, 0, 299, 19)]
+    pred = [box(0, 31, 99, 50), box(2, 0, 100, 19), box(0, 0, 99, 49), box(500, 500, 600, 520)]
+    pairs = match_lines(pred, gt)
+    assert pairs[:3] == [(1, 0), (0, 1), (None, 2)]
+    assert sorted(p for p, g in pairs[3:]) == [2, 3] and all(g is None for _, g in pairs[3:])
+    counts = count_matches(pairs)
+    assert counts == MatchCounts(predicted=4, ground_truth=3, matched=2)
+    assert counts.precision == 0.5 and counts.recall == pytest.approx(2 / 3)
+    assert line_precision_recall(pred, gt) == (0.5, pytest.approx(2 / 3))
+
+
+def test_a_merged_prediction_matches_at_most_one_line():
+    # One predicted line spanning three ground-truth cells side by side: IoU 1/3 with each.
+    gt = [box(0, 0, 99, 19), box(100, 0, 199, 19), box(200, 0, 299, 19)]
+    pairs = match_lines([box(0, 0, 299, 19)], gt)
+    assert count_matches(pairs).matched == 0
+    assert iou_matrix([box(0, 0, 299, 19)], gt).max() == pytest.approx(1 / 3, abs=0.01)
+    # Spanning two, it holds exactly half of each: IoU 0.5 counts (≥), for one of them only.
+    pairs = match_lines([box(0, 0, 199, 19)], gt[:2])
+    assert count_matches(pairs).matched == 1
+
+
+def test_empty_inputs_and_sums():
+    assert match_lines([], []) == []
+    assert match_lines([box(0, 0, 9, 9)], []) == [(0, None)]
+    assert match_lines([], [box(0, 0, 9, 9)]) == [(None, 0)]
+    total = MatchCounts(2, 3, 1) + MatchCounts(1, 1, 1)
+    assert (total.predicted, total.ground_truth, total.matched) == (3, 4, 2)
+    assert MatchCounts().precision == 1.0 and MatchCounts().recall == 1.0
