@@ -198,13 +198,55 @@ def build_lm(
 
 @app.command()
 def show(
-    page: Annotated[Path, typer.Argument(help="A page image.")],
+    page: Annotated[Path, typer.Argument(help="A page image (JPEG, PNG or TIFF).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.")] = Path("overlay.png"),
+    text: Annotated[bool, typer.Option("--text/--no-text", help="Recognize the lines and draw their text.")] = True,
     model: ModelOpt = None,
+    no_lm: NoLmOpt = False,
+    device: DeviceOpt = None,
 ) -> None:
-    """Draw the detected lines, words and (with a model) the recognized text over PAGE."""
-    _fail("show: page segmentation is not built yet (issue 4)")
+    """Draw the detected lines, baselines, words, rules and (with --text) the recognized text over PAGE."""
+    import cv2
 
+    from flows.evaluation import EvalError, read_lines
+    from segmentation.crop import crop_line
+    from segmentation.lines import segment_page
+    from segmentation.loading import ImageError, load_page_file
+    from segmentation.overlay import draw_overlay
+
+    if out.suffix.lower() != ".png":
+        _fail(f"{out}: the overlay is written as PNG; give a .png path")
+    try:
+        image = load_page_file(page)
+    except ImageError as exc:
+        _fail(str(exc))
+    seg = segment_page(image)
+    texts = None
+    if text and seg.lines:
+        settings = _settings(model=model, no_lm=no_lm, device=device)
+        keep, crops = [], []
+        for i, line in enumerate(seg.lines):
+            try:
+                crops.append(crop_line(image.pixels, line.polygon, line.baseline))
+                keep.append(i)
+            except ValueError:
+                continue
+        try:
+            readings = read_lines(crops, settings)
+        except EvalError as exc:
+            _fail(str(exc))
+        texts = [""] * len(seg.lines)
+        for i, reading in zip(keep, readings, strict=True):
+            texts[i] = reading.text
+    canvas = draw_overlay(image.pixels, seg.lines, texts, rules=seg.rules)
+    ok, png = cv2.imencode(".png", canvas)
+    if not ok:
+        _fail(f"{out}: PNG encoding failed")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(png.tobytes())
+    tmp.replace(out)
+    typer.echo(json.dumps({"page": str(page), "lines": len(seg.lines), "words": sum(len(ln.words) for ln in seg.lines), "out": str(out)}))
 
 if __name__ == "__main__":
     app()

@@ -50,3 +50,31 @@ def test_eval_on_a_folder_without_ground_truth_fails_clearly(tmp_path):
     out = run("eval", str(tmp_path), "--no-lm")
     assert out.returncode != 0
     assert "no ALTO or PAGE-XML" in out.stderr
+
+
+def test_show_draws_lines_and_text_over_a_real_page(tmp_path, example_pages):
+    import cv2
+
+    page = example_pages[2]
+    out_png = tmp_path / "sub" / "overlay.png"
+    out = run("show", str(page), "--out", str(out_png), "--no-lm")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["lines"] > 30 and summary["words"] >= summary["lines"]
+    overlay = cv2.imread(str(out_png))
+    original = cv2.imread(str(page))
+    assert overlay.shape == original.shape
+    # Drawn outlines are saturated colours the gray scan does not contain.
+    b, g, r = (overlay[..., i].astype(int) for i in range(3))
+    coloured = (abs(b - g) > 60) | (abs(g - r) > 60) | (abs(b - r) > 60)
+    assert coloured.mean() > 0.005
+    assert not list(out_png.parent.glob(".*.tmp"))
+
+
+def test_show_refuses_a_file_that_is_not_an_image(tmp_path):
+    bad = tmp_path / "page.jpg"
+    bad.write_text("not a scan")
+    out = run("show", str(bad), "--out", str(tmp_path / "o.png"))
+    assert out.returncode != 0
+    assert "page.jpg" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "o.png").exists()
