@@ -135,7 +135,10 @@ def train(
     ),
     epochs: Annotated[int, typer.Option(help="Stop after this many epochs in all.")] = 80,
     batch_size: Annotated[int, typer.Option(help="Lines per batch (small batches train best on CPU).")] = 8,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate of a new run.")] = 1e-3,
+    set_lr: Annotated[
+        float | None, typer.Option(help="On resume, set the learning rate to this (a decay step by hand).")
+    ] = None,
     synthetic_ratio: Annotated[float, typer.Option(help="Synthetic lines per real line each epoch (0 disables them).")] = 0.25,
     max_minutes: Annotated[float | None, typer.Option(help="Stop after the epoch that passes this many minutes.")] = None,
     device: DeviceOpt = None,
@@ -153,6 +156,7 @@ def train(
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
+        set_lr=set_lr,
         synthetic_ratio=synthetic_ratio,
         max_minutes=max_minutes,
         device=device or "auto",

@@ -44,6 +44,8 @@ class TrainConfig:
     epochs: int = 80
     batch_size: int = 8
     lr: float = 1e-3
+    #: On resume, set the learning rate to this (a hand-made decay step); None keeps the checkpoint's.
+    set_lr: float | None = None
     weight_decay: float = 1e-4
     #: Synthetic lines per real line in each epoch (0 disables the generator).
     synthetic_ratio: float = 0.25
@@ -153,6 +155,11 @@ def train(cfg: TrainConfig, synthetic: Callable[[np.random.Generator, int], list
         py_rng.setstate(resume["py_rng"])
         np_rng.bit_generator.state = resume["np_rng"]
         log.info("resumed %s at epoch %d (best CER %.4f)", last, state.epoch, state.best_cer)
+        if cfg.set_lr:
+            for group in opt.param_groups:
+                group["lr"] = cfg.set_lr
+            sched.num_bad_epochs = 0
+            log.info("learning rate set to %g", cfg.set_lr)
 
     # Every label must fit the frames its line yields; report the ones that cannot.
     encoded, keep = [], []
