@@ -45,6 +45,25 @@ def tesseract_read(crops: list[np.ndarray]) -> list[str]:
     return out
 
 
+def tesseract_cached(samples: list, cache: Path) -> list[str]:
+    """Return Tesseract's readings of the samples' crops, reusing ``cache`` (JSON keyed by page/line id).
+
+    Tesseract's readings do not change with our model, and reading ~2,000 lines
+    one process each takes minutes, so they are kept between runs.
+    """
+    known: dict[str, str] = json.loads(cache.read_text()) if cache.exists() else {}
+    keys = [f"{s.page}/{s.line_id}" for s in samples]
+    todo = [i for i, k in enumerate(keys) if k not in known]
+    for i, text in zip(todo, tesseract_read([samples[i].image for i in todo]), strict=True):
+        known[keys[i]] = text
+    if todo:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known, ensure_ascii=False))
+        tmp.replace(cache)
+    return [known[k] for k in keys]
+
+
 def throughput(recognizer: Recognizer, crops: list[np.ndarray], threads: int, repeats: int = 2) -> float:
     """Return recognition lines/s (log-probs + greedy decode) with ``threads`` torch threads; best of repeats."""
     torch.set_num_threads(threads)
@@ -66,6 +85,8 @@ def main() -> None:
     ap.add_argument("--tesseract", action="store_true", help="also read the lines with Tesseract 5 fra")
     ap.add_argument("--quick", action="store_true", help="every 5th validation line")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-speed", action="store_true", help="skip the throughput measurement")
+    ap.add_argument("--tesseract-cache", type=Path, default=Path(".cache/tesseract-val.json"))
     args = ap.parse_args()
 
     samples = [s for s in load_line_cache(args.data, args.cache) if s.split != "train"]
@@ -83,11 +104,11 @@ def main() -> None:
     if args.tesseract:
         if not shutil.which("tesseract"):
             sys.exit("tesseract not found: apt-get install tesseract-ocr tesseract-ocr-fra")
-        for s, text in zip(samples, tesseract_read(crops), strict=True):
+        for s, text in zip(samples, tesseract_cached(samples, args.tesseract_cache), strict=True):
             for key in (s.split, f"{s.split}/{s.volume}", "all"):
                 tess[key].add(s.text, text)
 
-    rates = {t: throughput(rec, crops, t) for t in sorted({1, args.threads})}
+    rates = {} if args.no_speed else {t: throughput(rec, crops, t) for t in sorted({1, args.threads})}
     print(f"machine: {describe_machine()}")
     print(f"model: {rec.version}  lines: {len(samples)}  decoding: greedy")
     print()

@@ -1,8 +1,8 @@
 """``DST/manifest.jsonl``: one JSON line per page attempt, and what a rerun still has to do.
 
 S3 has no append, and rewriting one object per page would cost O(pages²)
-transfers and lose updates between concurrent tasks. So each chunk attempt
-writes its entries as one small object, ``DST/manifest.parts/<run>-<chunk>-<n>.jsonl``
+transfers and lose updates between concurrent tasks. So each chunk writes
+its entries as one small object, ``DST/manifest.parts/<run>-<chunk>.jsonl``
 (one atomic PUT, after the chunk's records: record first, manifest entry last),
 and the flow, the single writer of ``DST/manifest.jsonl``, merges the parts
 into it (an atomic rewrite) every few minutes and at the end of a run, then
@@ -11,6 +11,13 @@ over, so a run killed before a merge loses nothing: its parts are merged by
 the next run. Entries carry an attempt id, which makes merging idempotent.
 One run at a time per DST: two runs merging concurrently could drop each
 other's parts.
+
+A retried chunk writes its part under the same key, replacing the part of the
+attempt before: a PUT the store applied but never acknowledged (so the chunk
+was retried) leaves no second set of entries. Should that part have been
+merged before the retry wrote its own, readers and merges keep only the last
+entry of each page within a run (:func:`final_attempts`), so a page has one
+final state per run either way.
 """
 
 from __future__ import annotations
@@ -87,6 +94,25 @@ def entries_bytes(entries: Iterable[ManifestEntry]) -> bytes:
     return "".join(e.to_json() + "\n" for e in entries).encode("utf-8")
 
 
+def final_attempts(entries: Iterable[ManifestEntry]) -> list[ManifestEntry]:
+    """Return the entries, in order, less those a later attempt of the same page in the same run replaced.
+
+    Within a run a page is attempted again only when its chunk was retried;
+    the last attempt (by finish time, later lines winning ties) is its state.
+    Entries without a run id are all kept.
+    """
+    entries = list(entries)
+    last: dict[tuple[str, str], int] = {}
+    for i, e in enumerate(entries):
+        if not e.run_id:
+            continue
+        key = (e.run_id, e.source_key)
+        j = last.get(key)
+        if j is None or e.finished >= entries[j].finished:
+            last[key] = i
+    return [e for i, e in enumerate(entries) if not e.run_id or last[(e.run_id, e.source_key)] == i]
+
+
 def part_keys(storage: Storage) -> list[str]:
     """Return the keys of manifest parts not merged yet, oldest run first."""
     return sorted(storage.list_keys(extensions=(".jsonl",), under=PARTS_DIR))
@@ -109,7 +135,7 @@ def read_manifest(storage: Storage) -> list[ManifestEntry]:
             continue
         entries += [e for e in part if e.attempt not in seen]
         seen.update(e.attempt for e in part)
-    return entries
+    return final_attempts(entries)
 
 
 def latest_by_source(entries: Iterable[ManifestEntry]) -> dict[str, ManifestEntry]:
@@ -148,9 +174,18 @@ def plan_pages(
     return todo
 
 
+def part_key(run_id: str, chunk_index: int) -> str:
+    """Return the key of a chunk's manifest part: the same for every attempt of the chunk in the run."""
+    return f"{PARTS_DIR}/{run_id}-{chunk_index:06d}.jsonl"
+
+
 def write_part(storage: Storage, run_id: str, chunk_index: int, entries: list[ManifestEntry]) -> str:
-    """Write one chunk attempt's entries as a new manifest part (one atomic put); return its key."""
-    key = f"{PARTS_DIR}/{run_id}-{chunk_index:06d}-{uuid.uuid4().hex[:8]}.jsonl"
+    """Write a chunk attempt's entries as the chunk's manifest part (one atomic put); return its key.
+
+    The key is the same for every attempt of the chunk (:func:`part_key`), so a
+    retry replaces the part of the attempt before.
+    """
+    key = part_key(run_id, chunk_index)
     storage.put(key, entries_bytes(entries), "application/x-ndjson")
     return key
 
@@ -166,9 +201,8 @@ def consolidate(storage: Storage) -> int:
         current = storage.get(MANIFEST_KEY)
     except MissingKey:
         current = b""
-    if current and not current.endswith(b"\n"):
-        current += b"\n"
-    seen = {e.attempt for e in parse_entries(current, storage.describe(MANIFEST_KEY))}
+    old = parse_entries(current, storage.describe(MANIFEST_KEY))
+    seen = {e.attempt for e in old}
     new: list[ManifestEntry] = []
     merged_keys = []
     for key in keys:
@@ -180,9 +214,29 @@ def consolidate(storage: Storage) -> int:
         seen.update(e.attempt for e in part)
         merged_keys.append(key)
     new.sort(key=lambda e: e.finished)
+    kept = {e.attempt for e in final_attempts([*old, *new])}
+    if any(e.attempt not in kept for e in old):
+        # A retried chunk's part replaces entries merged from its earlier attempt.
+        current = _without_attempts(current, {e.attempt for e in old} - kept)
+    if current and not current.endswith(b"\n"):
+        current += b"\n"
+    new = [e for e in new if e.attempt in kept]
     storage.put(MANIFEST_KEY, current + entries_bytes(new), "application/x-ndjson")
     # Only after the merged manifest is in place: a crash before this line leaves parts
     # whose attempts are already merged, which the next merge recognises and skips.
     for key in merged_keys:
         storage.delete(key)
     return len(new)
+
+
+def _without_attempts(data: bytes, attempts: set[str]) -> bytes:
+    """Return JSON-lines bytes without the entries of ``attempts``; other lines (unreadable ones too) stay as is."""
+    out = []
+    for line in data.splitlines(keepends=True):
+        try:
+            if json.loads(line).get("attempt") in attempts:
+                continue
+        except (ValueError, AttributeError):
+            pass
+        out.append(line)
+    return b"".join(out)

@@ -95,81 +95,15 @@ def _engine_key(settings: Settings) -> tuple:
     )
 
 
-@dataclass
-class _GreedyWord:
-    text: str
-    start_frame: int
-    end_frame: int
-    confidence: float
-
-
-@dataclass
-class _GreedyLine:
-    text: str
-    confidence: float
-    words: list[_GreedyWord]
-    nbest: list = field(default_factory=list)
-
-
-class BestPathDecoder:
-    """Greedy CTC decoding through ``ocr.inference.greedy_decode``, for when ``lm.decoder`` is absent."""
-
-    def __init__(self, charset: Any) -> None:
-        self.charset = charset
-
-    def decode_batch(self, logprobs: list[np.ndarray]) -> list[_GreedyLine]:
-        """Return the best-path reading of each line, split into words at spaces."""
-        from ocr.inference import greedy_decode
-
-        out = []
-        for lp in logprobs:
-            rec = greedy_decode(lp, self.charset)
-            words: list[_GreedyWord] = []
-            cur: list[int] = []
-            for i, ch in enumerate([*rec.text, " "]):
-                if ch != " ":
-                    cur.append(i)
-                    continue
-                if cur:
-                    confs = np.maximum([rec.char_confidences[j] for j in cur], 1e-9)
-                    words.append(
-                        _GreedyWord(
-                            "".join(rec.text[j] for j in cur),
-                            rec.char_frames[cur[0]],
-                            rec.char_frames[cur[-1]] + 1,
-                            float(np.exp(np.log(confs).mean())),
-                        )
-                    )
-                    cur = []
-            out.append(_GreedyLine(rec.text, rec.confidence, words))
-        return out
-
-
 def _open_decoder(recognizer: Any, settings: Settings) -> tuple[Decoder, str, str | None]:
-    """Return (decoder, its description for records, LM version or None) for the settings."""
-    try:
-        import lm.decoder as lmd
-    except ImportError as exc:
-        if settings.use_lm:
-            raise RuntimeError(f"the names-LM decoder is not available ({exc}); use --no-lm") from exc
-        return BestPathDecoder(recognizer.charset), "greedy", None
-    labels = recognizer.charset.labels
-    if not settings.use_lm:
-        return lmd.GreedyDecoder(labels), "greedy", None
+    """Return (decoder, its description for records, LM version or None): ``lm.decoder``'s beam search or greedy."""
+    from lm.decoder import open_decoder
+
     # A daemonic process (a Dask worker) may not start a pool: there, Dask's workers are the parallelism.
     processes = 1 if multiprocessing.current_process().daemon else settings.decode_workers
-    if hasattr(lmd, "open_decoder"):
-        decoder = lmd.open_decoder(labels, settings.model_copy(update={"decode_workers": processes}))
-    else:
-        decoder = lmd.BeamDecoder.load(
-            labels,
-            settings.lm,
-            settings.hotwords,
-            beam_width=settings.beam_width,
-            processes=processes,
-        )
+    decoder = open_decoder(recognizer.charset.labels, settings.model_copy(update={"decode_workers": processes}))
     lm_version = getattr(decoder, "lm_version", None)
-    return decoder, str(getattr(decoder, "version", f"beam{settings.beam_width}")), lm_version and str(lm_version)
+    return decoder, str(decoder.version), None if lm_version is None else str(lm_version)
 
 
 def decode_lines(decoder: Any, logprobs: list[np.ndarray]) -> list[Any]:
@@ -460,8 +394,8 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
         t0 = time.perf_counter()
         try:
             data = job.src.get(page.key)
-        except StorageError as exc:
-            if exc.transient:
+        except Exception as exc:  # noqa: BLE001 - a page that cannot be read fails alone
+            if is_transient(exc):
                 raise
             failed(page, _reason("read", exc), {"load": time.perf_counter() - t0})
             continue

@@ -108,14 +108,15 @@ def _software_settings(record: PageRecord) -> str:
 
 
 def _source_name(record: PageRecord) -> str:
-    return record.source_key.rsplit("/", 1)[-1]
+    """Return the scan's file name (the last part of its source key) without characters XML forbids."""
+    return xml_text(record.source_key.rsplit("/", 1)[-1])
 
 
 def to_alto(record: PageRecord) -> bytes:
     """Return the record as ALTO v4 XML (UTF-8), coordinates in pixels of the original scan."""
 
     def sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: object) -> etree._Element:
-        el = etree.SubElement(parent, f"{{{ALTO_NS}}}{tag}", {k: str(v) for k, v in attrs.items()})
+        el = etree.SubElement(parent, f"{{{ALTO_NS}}}{tag}", {k: xml_text(str(v)) for k, v in attrs.items()})
         if text is not None:
             el.text = xml_text(text)
         return el
@@ -195,7 +196,7 @@ def to_page_xml(record: PageRecord) -> bytes:
     """Return the record as PAGE-XML 2019-07-15 (UTF-8); line n-best readings as indexed TextEquivs."""
 
     def sub(parent: etree._Element, tag: str, text: str | None = None, **attrs: object) -> etree._Element:
-        el = etree.SubElement(parent, f"{{{PAGE_NS}}}{tag}", {k: str(v) for k, v in attrs.items()})
+        el = etree.SubElement(parent, f"{{{PAGE_NS}}}{tag}", {k: xml_text(str(v)) for k, v in attrs.items()})
         if text is not None:
             el.text = xml_text(text)
         return el

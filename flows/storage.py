@@ -10,25 +10,38 @@ S3 goes through boto3, configured the standard AWS way (``AWS_ENDPOINT_URL``,
 ``~/.aws/config``), so MinIO, SeaweedFS and other S3-compatible stores work.
 Transient S3 failures (throttling, 5xx, dropped connections, timeouts) are
 retried by botocore's *standard* retry mode, which backs off exponentially with
-full jitter; whatever still fails is classified by :func:`is_transient` so that
-Prefect retries the task only for errors a retry can cure.
+full jitter. botocore reads a response's body after its retry loop (error
+documents and listings as well as object bodies, botocore#3132), so an answer
+whose connection breaks off mid-body is retried here, the same way; whatever
+still fails is classified by :func:`is_transient` so that Prefect retries the
+task only for errors a retry can cure.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
+import http.client
+import logging
 import os
+import random
 import tempfile
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: File name endings of page scans (compared case-insensitively).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 #: Prefix of the temporary files of atomic local writes; listings skip them.
 TEMP_PREFIX = ".registre-tmp-"
+#: First and longest pause, in seconds, before reading a cut-off S3 answer again (full jitter).
+CUT_BODY_BACKOFF_S = (0.1, 5.0)
 
 
 class StorageError(RuntimeError):
@@ -58,13 +71,29 @@ _TRANSIENT_S3_CODES = {
 }
 
 
+def cut_body_errors() -> tuple[type[BaseException], ...]:
+    """Return the exception types of an S3 answer whose connection broke off while its body was read.
+
+    botocore raises none of them from its own retry loop (there a broken
+    connection becomes a ``ConnectionClosedError``, and is retried): they come
+    from reading a body afterwards, raw from urllib3 for error documents and
+    listings, wrapped by botocore's ``StreamingBody`` for object bodies.
+    """
+    from botocore.exceptions import IncompleteReadError, ResponseStreamingError
+    from urllib3.exceptions import ProtocolError
+
+    return (ProtocolError, ResponseStreamingError, IncompleteReadError, http.client.IncompleteRead)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Return True for errors a retry may cure: throttling, 5xx, timeouts, dropped connections."""
+    """Return True for errors a retry may cure: throttling, 5xx, timeouts, dropped connections, cut bodies."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, StorageError):
             return exc.transient
+        if isinstance(exc, cut_body_errors()):
+            return True
         from botocore.exceptions import ClientError, HTTPClientError
         from botocore.exceptions import ConnectionError as BotoConnectionError
 
@@ -119,9 +148,27 @@ class Storage(ABC):
 
 
 def _check_key(key: str) -> str:
-    """Return ``key`` if it stays inside the storage root, else raise ValueError."""
+    """Return ``key`` if it is safe to write under the storage root, else raise ValueError.
+
+    Written keys are page ids and fixed names: no backslash either, which is a
+    separator on Windows and on some stores' filesystem back ends.
+    """
     parts = key.split("/")
     if not key or key.startswith("/") or "\\" in key or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"unsafe storage key {key!r}")
+    return key
+
+
+def _check_read_key(key: str) -> str:
+    """Return ``key`` if it names a file inside the folder, else raise ValueError.
+
+    Looser than :func:`_check_key`: a listed file may hold a backslash in its
+    name (an ordinary character on POSIX), and it must be readable.
+    """
+    parts = key.split("/")
+    if not key or key.startswith("/") or "\x00" in key or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"unsafe storage key {key!r}")
+    if os.sep != "/" and os.sep in key:
         raise ValueError(f"unsafe storage key {key!r}")
     return key
 
@@ -136,8 +183,10 @@ class LocalStorage(Storage):
         self.root = Path(self.root)
         self.url = str(self.root)
 
-    def _path(self, key: str) -> Path:
-        return self.root.joinpath(*_check_key(key).split("/"))
+    def _path(self, key: str, write: bool = False) -> Path:
+        # Reads accept any key a listing can give; writes only safe names (see _check_key).
+        checked = _check_key(key) if write else _check_read_key(key)
+        return self.root.joinpath(*checked.split("/"))
 
     def list_keys(self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = "") -> Iterator[str]:
         """Yield the keys of the files below the folder (recursively), sorted, filtered by extension."""
@@ -162,7 +211,11 @@ class LocalStorage(Storage):
     def get(self, key: str) -> bytes:
         """Return the file's bytes."""
         try:
-            return self._path(key).read_bytes()
+            path = self._path(key)
+        except ValueError as exc:
+            raise StorageError(f"{self.describe(key)}: cannot read ({exc})") from exc
+        try:
+            return path.read_bytes()
         except FileNotFoundError as exc:
             raise MissingKey(f"{self.describe(key)}: no such file") from exc
         except OSError as exc:
@@ -170,7 +223,7 @@ class LocalStorage(Storage):
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Write a temporary file beside the target, flush it to disk, then rename it into place."""
-        path = self._path(key)
+        path = self._path(key, write=True)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX + path.name + ".")
@@ -191,7 +244,7 @@ class LocalStorage(Storage):
 
     def delete(self, key: str) -> None:
         """Remove the file if present, and its folder if that leaves it empty (S3 has no empty folders)."""
-        path = self._path(key)
+        path = self._path(key, write=True)
         try:
             path.unlink(missing_ok=True)
         except OSError as exc:
@@ -286,64 +339,80 @@ class S3Storage(Storage):
             return StorageError(f"{self.describe(key)}: cannot {action} ({code}: {exc})", transient=is_transient(exc))
         return StorageError(f"{self.describe(key)}: cannot {action} ({exc})", transient=is_transient(exc))
 
-    def list_keys(self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = "") -> Iterator[str]:
-        """Yield the keys under the prefix, page by page of 1,000 (S3 returns them sorted)."""
+    def _call(self, action: str, key: str, request: Callable[[], T]) -> T:
+        """Return ``request()``, made again while its answer breaks off mid-body; failures become StorageError.
+
+        Up to ``max_attempts`` more times, as botocore retries the other
+        transient errors, with exponential backoff and full jitter. Every S3
+        request registre makes is idempotent (GET, LIST, HEAD, a PUT of the
+        same bytes, DELETE), so making one again is safe.
+        """
         from botocore.exceptions import BotoCoreError, ClientError
 
+        cut = cut_body_errors()
+        first, longest = CUT_BODY_BACKOFF_S
+        for attempt in range(self.max_attempts + 1):
+            try:
+                return request()
+            except cut as exc:
+                if attempt >= self.max_attempts:
+                    raise self._error(action, key, exc) from exc
+                log.debug("%s %s: answer cut off (%s); asking again", action, self.describe(key), exc)
+                time.sleep(random.uniform(0.0, min(longest, first * 2**attempt)))
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error(action, key, exc) from exc
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def list_keys(self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = "") -> Iterator[str]:
+        """Yield the keys under the prefix, page by page of 1,000 (S3 returns them sorted)."""
         exts = tuple(extensions) if extensions is not None else None
         prefix = self.prefix + (under.strip("/") + "/" if under else "")
-        paginator = self.client.get_paginator("list_objects_v2")
-        try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                for obj in page.get("Contents", []):
-                    key = obj["Key"][len(self.prefix) :]
-                    if not key or key.endswith("/") or (exts is not None and not has_extension(key, exts)):
-                        continue
-                    yield key
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error("list", under or "", exc) from exc
+        params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
+        while True:
+            # One listing page per request, so a page cut off is asked again, not the whole listing.
+            page = self._call("list", under or "", functools.partial(self.client.list_objects_v2, **params))
+            for obj in page.get("Contents", []):
+                key = obj["Key"][len(self.prefix) :]
+                if not key or key.endswith("/") or (exts is not None and not has_extension(key, exts)):
+                    continue
+                yield key
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            params["ContinuationToken"] = token
 
     def get(self, key: str) -> bytes:
         """Return the object's bytes."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        s3_key = self._key(key)
 
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error("get", key, exc) from exc
+        def request() -> bytes:
+            return self.client.get_object(Bucket=self.bucket, Key=s3_key)["Body"].read()
+
+        return self._call("get", key, request)
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Write the object with one PUT (S3 commits it whole or not at all)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=self._key(key, write=True), Body=data, ContentType=content_type
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error("put", key, exc) from exc
+        request = functools.partial(
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=self._key(key, write=True),
+            Body=data,
+            ContentType=content_type,
+        )
+        self._call("put", key, request)
 
     def delete(self, key: str) -> None:
         """Remove the object (deleting a missing key is not an error in S3)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key, write=True))
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error("delete", key, exc) from exc
+        request = functools.partial(self.client.delete_object, Bucket=self.bucket, Key=self._key(key, write=True))
+        self._call("delete", key, request)
 
     def exists(self, key: str) -> bool:
         """Return True when a HEAD of the object succeeds."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-            return True
-        except (ClientError, BotoCoreError) as exc:
-            err = self._error("head", key, exc)
-            if isinstance(err, MissingKey):
-                return False
-            raise err from exc
+            self._call("head", key, functools.partial(self.client.head_object, Bucket=self.bucket, Key=self._key(key)))
+        except MissingKey:
+            return False
+        return True
 
 
 def open_storage(

@@ -10,6 +10,10 @@ Throughput (pyctcdecode issues #77, #65/PR #68, transformers PR #18351): a
 the LM is loaded (children inherit it instead of unpickling it) and closed by
 :meth:`BeamDecoder.close` or the context manager; ``spawn`` would silently
 decode in one process, and a pool per call costs more than the decoding.
+Workers put back the default SIGTERM and ignore SIGINT (a fork inherits the
+parent's Python handlers: Prefect's SIGTERM handler made every worker print a
+traceback when the pool was terminated, and Ctrl-C is the parent's to handle),
+and the pool is closed by letting them finish, not by terminating them.
 Before the search, runs of frames where only the blank passes
 ``token_min_logp`` are collapsed to one frame: pyctcdecode would only add the
 same blank score to every beam there, so the result is unchanged and lines are
@@ -22,6 +26,8 @@ import functools
 import math
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from multiprocessing.pool import Pool
@@ -185,6 +191,27 @@ def expand_hotwords(words: Iterable[str]) -> list[str]:
     return list(out)
 
 
+#: Seconds :meth:`BeamDecoder.close` waits for the workers to exit before terminating them.
+POOL_EXIT_TIMEOUT_S = 10.0
+
+
+def _quiet_worker() -> None:
+    """Reset the signal handling a fork worker inherited: default SIGTERM, SIGINT ignored (the parent's)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _close_pool(pool: Pool, timeout: float = POOL_EXIT_TIMEOUT_S) -> None:
+    """Stop ``pool`` cleanly: no new work, workers exit once idle; terminated only if they hang past ``timeout``."""
+    pool.close()
+    joiner = threading.Thread(target=pool.join, name="decoder-pool-join", daemon=True)
+    joiner.start()
+    joiner.join(timeout)
+    if joiner.is_alive():
+        pool.terminate()
+        joiner.join()
+
+
 # Decoders used by pool workers, keyed by a random id. Fork children inherit the
 # entry made before the pool started, so the KenLM model is never pickled.
 _REGISTRY: dict[bytes, _SearchState] = {}
@@ -329,7 +356,7 @@ class BeamDecoder:
         if self.config.processes <= 1:
             return None
         if self._pool is None:
-            self._pool = multiprocessing.get_context("fork").Pool(self.config.processes)
+            self._pool = multiprocessing.get_context("fork").Pool(self.config.processes, initializer=_quiet_worker)
         return self._pool
 
     def _run(self, logprobs: Sequence[np.ndarray], detailed: bool) -> list[DecodedLine]:
@@ -350,9 +377,8 @@ class BeamDecoder:
 
     def _close_pool(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            _close_pool(pool)
 
     def close(self) -> None:
         """Stop the worker processes and release the LM."""

@@ -79,7 +79,7 @@ class Recognizer:
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, charset, version = load_model(path, device)
-        return cls(model, charset, version, device)
+        return cls(model.fuse_for_inference(), charset, version, device)
 
     def batches(self, crops: Sequence[np.ndarray]) -> list[list[int]]:
         """Return crop indices grouped into width-sorted batches under the pixel budget."""

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 
 @dataclass
@@ -74,6 +75,25 @@ class CRNN(nn.Module):
     def output_lengths(self, widths: torch.Tensor) -> torch.Tensor:
         """Return the number of output frames for input widths in pixels."""
         return torch.div(widths, self.config.width_stride, rounding_mode="floor").clamp(min=1)
+
+    def fuse_for_inference(self) -> CRNN:
+        """Fold each BatchNorm into the convolution before it, in place; return the model in eval mode.
+
+        Inference only (the folded model can no longer train its BatchNorm
+        statistics): it halves the CNN's CPU time, which is most of a line's.
+        """
+        self.eval()
+        layers, fused = list(self.cnn), []
+        i = 0
+        while i < len(layers):
+            if i + 1 < len(layers) and isinstance(layers[i], nn.Conv2d) and isinstance(layers[i + 1], nn.BatchNorm2d):
+                fused.append(fuse_conv_bn_eval(layers[i], layers[i + 1]))
+                i += 2
+            else:
+                fused.append(layers[i])
+                i += 1
+        self.cnn = nn.Sequential(*fused)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return CTC log-probabilities of shape (frames, batch, classes).

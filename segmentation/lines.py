@@ -57,6 +57,7 @@ class SegmentationParams:
     split_tall: float = 1.3  # components taller than this are split pixelwise between rows
     # Lines: splitting, joining, attaching.
     split_gap: float = 1.5  # a horizontal gap wider than this splits a row into two lines
+    wall_gap: float = 0.35  # a vertical rule splits a row only where the blank run across it is wider than this
     merge_dy: float = 0.35  # fragments whose baselines are closer than this are one line
     small_width: float = 2.0  # narrower lines are pieces that may belong to a neighbour
     attach_gap: float = 1.0  # a piece joins a line at most this far to its side
@@ -199,7 +200,7 @@ def _ridges(density: np.ndarray, barrier: np.ndarray, floor: float, min_len: int
     return labels
 
 
-def _split_gaps(xs: np.ndarray, gap: float, walls: Sequence[float] = ()) -> list[np.ndarray]:
+def _split_gaps(xs: np.ndarray, gap: float, walls: Sequence[float] = (), wall_gap: float = 2.0) -> list[np.ndarray]:
     """Return index arrays of ``xs`` grouped into runs split by more than ``gap`` empty columns or by a wall.
 
     A wall (the x of a vertical rule) splits the run only where it falls in a
@@ -213,7 +214,7 @@ def _split_gaps(xs: np.ndarray, gap: float, walls: Sequence[float] = ()) -> list
         w = np.asarray(walls, np.float64)
         # A wall between two consecutive ink columns at least 2 px apart.
         lo, hi = sx[:-1, None], sx[1:, None]
-        cut |= ((w[None, :] > lo) & (w[None, :] < hi)).any(axis=1) & (d >= 2)
+        cut |= ((w[None, :] > lo) & (w[None, :] < hi)).any(axis=1) & (d >= max(2.0, wall_gap))
     breaks = np.nonzero(cut)[0]
     return np.split(order, breaks + 1)
 
@@ -344,7 +345,7 @@ def _assign_rows(text: np.ndarray, ruling: Ruling, spacing: float, params: Segme
         if len(idx) == 0:
             continue
         walls = _walls_at(ruling, float(ridge_y[r]), spacing)
-        for part in _split_gaps(xs[idx], gap, walls):
+        for part in _split_gaps(xs[idx], gap, walls, params.wall_gap * spacing):
             sel = idx[part]
             rows.append(_RowInk(ys[sel], xs[sel], float(ridge_y[r])))
     return rows
@@ -437,7 +438,7 @@ def _merge_rows(rows: list[_RowInk], ruling: Ruling, spacing: float, params: Seg
         return i
 
     for i, j in zip(*np.nonzero(cand), strict=True):
-        if gap[i, j] > 0:
+        if gap[i, j] > params.wall_gap * spacing:
             left, right = (i, j) if x1[i] <= x0[j] else (j, i)
             y = icpt[i] + slope[i] * xm[i, j]
             if _crosses_rule(ruling, x1[left], x0[right], y, 0.5 * spacing):

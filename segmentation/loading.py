@@ -11,6 +11,7 @@ fully decoded with ``.load()`` before it is used.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from pathlib import Path
 
@@ -130,7 +131,14 @@ def _open(data: bytes, name: str, max_pixels: int) -> Image.Image:
             f"{label}: {width}x{height} = {width * height:,} pixels exceeds the limit of {max_pixels:,}; "
             "it may be a decompression bomb, or a scan that should be downsampled"
         )
-    frames = getattr(im, "n_frames", 1)
+    try:
+        # Counting frames makes Pillow parse every later TIFF directory, so a damaged one
+        # raises here (TypeError "Missing dimensions", SyntaxError), not in Image.open.
+        frames = getattr(im, "n_frames", 1)
+    except (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, EOFError, struct.error) as exc:
+        raise CorruptImage(
+            f"{label}: a later page directory of this {im.format} file is damaged ({type(exc).__name__}: {exc})"
+        ) from exc
     if im.format == "TIFF" and frames > 1:
         raise UnsupportedImage(f"{label}: multi-page TIFF: {frames} frames; split it into one file per page")
     if min(width, height) < MIN_SIDE:
@@ -170,11 +178,32 @@ def _upright(im: Image.Image, label: str) -> Image.Image:
         raise CorruptImage(f"{label}: unreadable EXIF orientation ({exc})") from exc
 
 
+#: Share of a page that must be opaque for its own paper tone to fill the transparent rest.
+MIN_OPAQUE_SHARE = 0.5
+#: Percentile of the opaque gray levels taken as the paper tone (the one the line segmenter uses).
+PAPER_PERCENTILE = 90
+
+
 def _flatten_alpha(im: Image.Image) -> Image.Image:
-    """Return an RGB image with transparent areas shown as white paper."""
+    """Return an 8-bit grayscale image with transparent areas filled with the page's own paper tone.
+
+    A scan exported with a transparent margin or padding is mostly opaque paper:
+    filling the margin with pure white would make it the brightest band of the
+    page, and the segmenter, which takes the page's 90th-percentile gray as the
+    paper, would then see the real paper as shadow. So the fill is the
+    90th-percentile gray of the opaque pixels, which leaves that estimate where
+    the opaque page puts it. An image that is mostly transparent (ink on a
+    transparent background) is shown on white paper.
+    """
     rgba = im.convert("RGBA")
-    paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(paper, rgba).convert("RGB")
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float64) / 255.0
+    gray = np.asarray(rgba.convert("RGB").convert("L"), dtype=np.float64)
+    opaque = alpha >= 0.5
+    paper = 255.0
+    if opaque.mean() >= MIN_OPAQUE_SHARE:
+        paper = float(np.percentile(gray[opaque], PAPER_PERCENTILE))
+    flat = gray * alpha + paper * (1.0 - alpha)
+    return Image.fromarray(np.clip(np.rint(flat), 0, 255).astype(np.uint8), "L")
 
 
 def to_gray(im: Image.Image) -> np.ndarray:

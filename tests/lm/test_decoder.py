@@ -3,6 +3,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import signal
 
 import numpy as np
 import pytest
@@ -169,6 +170,26 @@ def test_pool_decoding_equals_sequential(labels: list[str], tiny_lm: LMInfo) -> 
         assert par.decode_batch(lines[:5]) == expected_batch[:5]
         assert par._pool is pool  # reused, not one pool per call
     assert par._pool is None
+
+
+def test_closing_the_pool_lets_workers_exit_quietly(
+    labels: list[str], tiny_lm: LMInfo, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Workers forked under a SIGTERM handler that raises (as Prefect's does) exit cleanly, with no traceback."""
+
+    def raising(signum: int, frame: object) -> None:
+        raise RuntimeError("the parent's SIGTERM handler ran in a worker")
+
+    previous = signal.signal(signal.SIGTERM, raising)
+    try:
+        with BeamDecoder(labels, tiny_lm.prefix, DecoderConfig(processes=2)) as dec:
+            dec.decode_batch(random_lines(labels, 4))
+            workers = list(dec._pool._pool)  # noqa: SLF001 - the worker processes themselves
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert [p.exitcode for p in workers] == [0, 0]  # exited on their own, not terminated
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "RuntimeError" not in err, err
 
 
 def test_squeezing_blank_runs_changes_nothing(labels: list[str], tiny_lm: LMInfo) -> None:

@@ -76,3 +76,22 @@ def test_bad_model_files_give_clear_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="not a readable model"):
         load_model(tmp_path / "junk.pt")
+
+
+def test_folding_batchnorm_keeps_the_outputs(small_model):
+    import copy
+
+    model, _ = small_model
+    # Give BatchNorm non-trivial statistics, as training would.
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(4, 1, model.config.height, 96))
+    model.eval()
+    x = torch.rand(2, 1, model.config.height, 120)
+    with torch.inference_mode():
+        before = model(x)
+        fused = copy.deepcopy(model).fuse_for_inference()
+        after = fused(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert torch.allclose(before, after, atol=1e-4)

@@ -30,19 +30,7 @@ CASES = bad_inputs()
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 
 #: Kinds the pipeline does not get right yet: kind -> what is wrong (see the report of issue 7).
-KNOWN_BUGS = {
-    "multi-page TIFF, second directory damaged": (
-        "segmentation/loading.py _open: im.n_frames is read outside the try block; Pillow parses the later "
-        "TIFF directories there and raises TypeError('Missing dimensions') or SyntaxError, which escape "
-        "load_page as non-ImageErrors: the manifest reason is 'segment: TypeError: Missing dimensions'"
-    ),
-    "RGBA PNG (transparent margin)": (
-        "segmentation/lines.py: the paper tone is the page's 90th percentile, so a pure-white band over "
-        ">= 10 % of it (a transparent margin flattened to white, white padding) sets paper=255; real paper "
-        "(~188) then fails _looks_like_text's min_background test (blank/paper < min_background, meant for "
-        "page edges and gutter shadows) on every row, and the page gets 0 lines"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}
 
 
 @dataclass
