@@ -4,7 +4,9 @@ The page is worked on at a reduced, levelled scale (``WORK_PIXELS``); every
 length is measured in units of the page's own line spacing, estimated from it:
 
 1. binarize (Sauvola), drop the scanner background, level the page by its skew;
-2. find and remove the ruling; the long vertical rules bound the columns;
+2. find and remove the ruling; the long vertical rules bound the columns,
+   except a rule that only divides a labelled column below its header
+   (francs | centimes): a row written across it is one line;
 3. smear the ink into a density map with an anisotropic Gaussian (wide along
    the line, narrow across it) and take its ridges, one per text row, cut at
    the vertical rules (after Bukhari, Shafait & Breuel, "Script-independent
@@ -12,10 +14,12 @@ length is measured in units of the page's own line spacing, estimated from it:
 4. grow a watershed from the ridges over the density map, so every ink
    component falls to the row it mostly sits in (components taller than a
    row are split pixel by pixel);
-5. split each row at wide gaps and at vertical rules, join the fragments of
-   one line (same baseline, small gap, no rule between), attach small pieces
+5. split each row at wide gaps and at vertical rules (where the writing does
+   not run up to the rule from both sides), join the fragments of one line
+   (same baseline, small gap, no rule between), attach small pieces
    (superscripts, dots) to the line they belong to, and drop what is not
-   writing (dots, dashes, ornaments, blots, pencil marks, page-edge shadow);
+   writing (dots, dashes, ornaments, blots, pencil marks, page-edge shadow),
+   judging tones against the paper next to the text, not the whole scan;
 6. each line's polygon is its ink outline padded and never thinner than a band
    around its baseline, a straight fit to the lower edge of the letters' core;
    both are mapped back to original-scan pixels.
@@ -35,7 +39,7 @@ from skimage.segmentation import watershed
 
 from segmentation.binarize import binarize_sauvola, paper_mask
 from segmentation.deskew import PageTransform, estimate_skew, page_transform, rotate_mask
-from segmentation.rules import Grid, Ruling, detect_rules, remove_rules, rule_band, table_grid
+from segmentation.rules import Grid, Ruling, detect_rules, remove_rules, rule_band, subcolumn_rules, table_grid
 from segmentation.types import Cell, Line, PageImage, PageSegmentation, Point, Table
 from segmentation.words import find_words
 
@@ -57,7 +61,7 @@ class SegmentationParams:
     split_tall: float = 1.3  # components taller than this are split pixelwise between rows
     # Lines: splitting, joining, attaching.
     split_gap: float = 1.5  # a horizontal gap wider than this splits a row into two lines
-    wall_gap: float = 0.35  # a vertical rule splits a row only where the blank run across it is wider than this
+    wall_gap: float = 0.2  # a vertical rule splits a row only where the blank run across it is wider than this
     merge_dy: float = 0.35  # fragments whose baselines are closer than this are one line
     small_width: float = 2.0  # narrower lines are pieces that may belong to a neighbour
     attach_gap: float = 1.0  # a piece joins a line at most this far to its side
@@ -71,6 +75,8 @@ class SegmentationParams:
     min_thickness: float = 0.088  # less mean ink per column: a lone pen stroke, an ornament...
     min_thickness_rel: float = 0.6  # ... unless the page's lines are thin too: this share of their median
     max_thickness: float = 0.31  # more: a solid blot
+    min_stroke_width: float = 1.5  # wider, and ...
+    max_one_stroke: float = 0.95  # ... at least this share of its columns crossing one stroke: an ornament, a dash
     min_contrast: float = 0.6  # ink contrast / the page's writing contrast, below: pencil, bleed-through
     min_background: float = 0.78  # median gray around the ink / paper gray, below: shadow, page edge
     # Outline and baseline.
@@ -204,7 +210,9 @@ def _split_gaps(xs: np.ndarray, gap: float, walls: Sequence[float] = (), wall_ga
     """Return index arrays of ``xs`` grouped into runs split by more than ``gap`` empty columns or by a wall.
 
     A wall (the x of a vertical rule) splits the run only where it falls in a
-    gap: writing that crosses a rule stays whole.
+    gap wider than ``wall_gap`` pixels: writing that crosses a rule, or runs up
+    to it from both sides (removing the rule leaves a gap of its own width),
+    stays whole.
     """
     order = np.argsort(xs, kind="stable")
     sx = xs[order]
@@ -212,7 +220,7 @@ def _split_gaps(xs: np.ndarray, gap: float, walls: Sequence[float] = (), wall_ga
     cut = d > gap
     if len(walls):
         w = np.asarray(walls, np.float64)
-        # A wall between two consecutive ink columns at least 2 px apart.
+        # A wall between two consecutive ink columns more than ``wall_gap`` (and 2 px) apart.
         lo, hi = sx[:-1, None], sx[1:, None]
         cut |= ((w[None, :] > lo) & (w[None, :] < hi)).any(axis=1) & (d >= max(2.0, wall_gap))
     breaks = np.nonzero(cut)[0]
@@ -356,6 +364,19 @@ def _walls_at(ruling: Ruling, y: float, spacing: float) -> list[float]:
     return [r.x_at(y) for r in ruling.vertical if r.y0 - 0.5 * spacing <= y <= r.y1 + 0.5 * spacing]
 
 
+def _one_stroke(row: _RowInk) -> float:
+    """Return the share of a row's columns that cross exactly one stroke, counting blank columns as not.
+
+    Writing crosses loops, ascenders and gaps between letters; the tapered
+    ornament under a printed header or a long pen dash is one stroke all along.
+    """
+    y0 = int(row.ys.min())
+    mask = np.zeros((int(row.ys.max()) - y0 + 1, row.x1 - row.x0 + 1), np.int8)
+    mask[row.ys - y0, row.xs - row.x0] = 1
+    starts = (np.diff(mask, axis=0, prepend=0) == 1).sum(axis=0)
+    return float((starts == 1).mean())
+
+
 def _looks_like_text(
     row: _RowInk,
     levelled: np.ndarray,
@@ -388,6 +409,8 @@ def _looks_like_text(
     if thickness < min(params.min_thickness, params.min_thickness_rel * typical) or thickness > params.max_thickness:
         return False
     if height > params.max_ink_height:
+        return False
+    if width >= params.min_stroke_width and _one_stroke(row) >= params.max_one_stroke:
         return False
     paper, writing = tones
     # Contrast relative to the page's own writing: a faded hand is faint all
@@ -438,7 +461,7 @@ def _merge_rows(rows: list[_RowInk], ruling: Ruling, spacing: float, params: Seg
         return i
 
     for i, j in zip(*np.nonzero(cand), strict=True):
-        if gap[i, j] > params.wall_gap * spacing:
+        if gap[i, j] > params.wall_gap * spacing:  # closer: the writing runs up to the rule
             left, right = (i, j) if x1[i] <= x0[j] else (j, i)
             y = icpt[i] + slope[i] * xm[i, j]
             if _crosses_rule(ruling, x1[left], x0[right], y, 0.5 * spacing):
@@ -517,6 +540,39 @@ def _attach_small(rows: list[_RowInk], ruling: Ruling, spacing: float, params: S
     return out
 
 
+def paper_tone(levelled: np.ndarray, ink: np.ndarray, text: np.ndarray, spacing: float) -> float:
+    """Return the gray of the paper the writing sits on: the 90th percentile of the blank pixels near the text.
+
+    Only paper within about a line spacing of the text counts, so white bands
+    (a transparent margin flattened to white, padding, the blank corners of
+    the deskew) and the dark scanner background do not move it.
+    """
+    if not text.any():
+        blank = levelled[~ink] if (~ink).any() else levelled
+        return max(1.0, float(np.percentile(blank, 90)))
+    # Near the text: a box filter of the text mask (cheap at any size), on a 4x smaller grid.
+    f = 0.25
+    small = cv2.resize(text.astype(np.float32), None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    k = max(3, int(round(spacing * f)) | 1)
+    near_small = cv2.boxFilter(small, -1, (k, k), normalize=False) > 0
+    near = cv2.resize(near_small.astype(np.uint8), (text.shape[1], text.shape[0]), interpolation=cv2.INTER_NEAREST)
+    sel = near.astype(bool) & ~ink
+    if not sel.any():
+        sel = ~ink
+    hist = np.bincount(levelled[sel].ravel(), minlength=256).cumsum()
+    return max(1.0, float(np.searchsorted(hist, 0.9 * hist[-1])))
+
+
+def _column_walls(ruling: Ruling, grid: Grid, ink: np.ndarray, spacing: float) -> Ruling:
+    """Return ``ruling`` without the vertical rules that only subdivide a body column: the walls rows stop at."""
+    subs = subcolumn_rules(ruling, grid, ink, spacing)
+    if not subs:
+        return ruling
+    band = rule_band(Ruling(ruling.horizontal_mask, ruling.vertical_mask, [], subs), ruling.vertical_mask.shape, 2.0)
+    keep = [r for r in ruling.vertical if all(r is not s for s in subs)]
+    return Ruling(ruling.horizontal_mask, ruling.vertical_mask & ~band, ruling.horizontal, keep)
+
+
 def find_rows(page: PageImage, params: SegmentationParams | None = None) -> PageRows:
     """Return the working-frame analysis of a page: levelled ink, ruling, grid, line spacing and text rows."""
     params = params or SegmentationParams()
@@ -543,9 +599,10 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
     text = _drop_slivers(remove_rules(ink, ruling), ruling, spacing0)
     spacing = estimate_line_spacing(text)
     grid = table_grid(ruling, text.shape, min_column=0.5 * spacing)
-    rows = _merge_rows(_assign_rows(text, ruling, spacing, params), ruling, spacing, params)
-    rows = _attach_small(rows, ruling, spacing, params)
-    paper = max(1.0, float(np.percentile(levelled, 90)))
+    walls = _column_walls(ruling, grid, ink, spacing)
+    rows = _merge_rows(_assign_rows(text, walls, spacing, params), walls, spacing, params)
+    rows = _attach_small(rows, walls, spacing, params)
+    paper = paper_tone(levelled, ink, text, spacing)
     writing = float(np.median(levelled[text])) if text.any() else 0.0
     # A page written (or printed) with a fine pen has thin lines throughout.
     typical = float(np.median([len(r.xs) / (r.x1 - r.x0 + 1) / spacing for r in rows])) if rows else np.inf

@@ -203,3 +203,64 @@ def table_grid(ruling: Ruling, shape: tuple[int, int], min_column: float) -> Gri
     bounds.append(bottom)
     rows = list(zip(bounds[:-1], bounds[1:], strict=True))
     return Grid(columns, rows)
+
+
+def _label_band(text: np.ndarray, top: float, bottom: float, spacing: float) -> tuple[int, int] | None:
+    """Return the (y0, y1) rows of the lowest line of header text between ``top`` and ``bottom``, or None."""
+    y0, y1 = int(max(0, top)), int(max(0, bottom))
+    if y1 - y0 < 0.5 * spacing:
+        return None
+    profile = text[y0:y1].sum(axis=1)
+    if not profile.any():
+        return None
+    inked = profile > 0.25 * profile.max()
+    # Skip the blank strip (and the rule's fringe) just above the body, then take the run of inked rows.
+    rows = np.nonzero(inked)[0]
+    end = int(rows[-1])
+    start = end
+    while start > 0 and (inked[start - 1] or (end - start < 0.2 * spacing)):
+        start -= 1
+    if end - start > 1.2 * spacing:
+        return None  # a stamp or a drawing, not a line of labels
+    return y0 + start, y0 + end + 1
+
+
+def subcolumn_rules(ruling: Ruling, grid: Grid, ink: np.ndarray, spacing: float) -> list[Rule]:
+    """Return the vertical rules that only subdivide a column of the table body (francs | centimes).
+
+    The lowest line of the header holds the columns' labels. A rule that does
+    not reach above that line, and whose x a label runs across, divides one
+    labelled column: a text row that crosses it is one line (the ground truth
+    writes "3 75" as one line). ``ink`` is the page's ink mask, rules
+    included: removing a rule that starts inside a label takes the letters it
+    touches too. ``spacing`` is the line spacing, both in the ruling's pixels.
+    """
+    if not grid.found or len(grid.rows) < 2:
+        return []
+    body = max(range(len(grid.rows)), key=lambda i: grid.rows[i][1] - grid.rows[i][0])
+    if body == 0:
+        return []  # no header band above the body
+    body_top = grid.rows[body][0]
+    band = _label_band(remove_rules(ink, ruling), grid.rows[body - 1][0], body_top - 0.15 * spacing, spacing)
+    if band is None:
+        return []
+    y0, y1 = band
+    # The labels as solid horizontal runs: letter and word gaps closed.
+    k = max(3, int(round(0.5 * spacing)))
+    runs = cv2.morphologyEx(ink[y0:y1].astype(np.uint8), cv2.MORPH_CLOSE, np.ones((1, k), np.uint8))
+    half = max(1, int(round(0.15 * spacing)))
+    ym = (y0 + y1) / 2
+    high = [r for r in ruling.vertical if min(r.y0, r.y1) < y0 - 0.3 * spacing]
+    out = []
+    for r in ruling.vertical:
+        if min(r.y0, r.y1) < y0 - 0.3 * spacing or max(r.y0, r.y1) < body_top:
+            continue
+        x = r.x_at(ym)
+        if any(abs(o.x_at(ym) - x) < 0.5 * spacing for o in high):
+            continue  # a piece of a column rule broken where it faded
+        xi = int(round(x))
+        if xi - half < 0 or xi + half >= runs.shape[1]:
+            continue
+        if runs[:, xi - half : xi + half + 1].all(axis=1).any():
+            out.append(r)
+    return out

@@ -48,11 +48,15 @@ def _put(img: np.ndarray, text: str, x: int, base: int, scale: float, ink: int) 
     return x, base - h, x + w, base + below
 
 
-def draw_register(seed: int = 0, rows: int = 24, width: int = 1500, height: int = 1900) -> DrawnPage:
+def draw_register(
+    seed: int = 0, rows: int = 24, width: int = 1500, height: int = 1900, francs_centimes: bool = False
+) -> DrawnPage:
     """Return a ruled register page: number, date and wide text columns, a printed header, uneven light.
 
     The paper gets a lighting gradient, faint bleed-through (mirrored pale
-    text) and a few specks of dust, none of which is a line.
+    text) and a few specks of dust, none of which is a line. With
+    ``francs_centimes`` the DROITS column is split below its header by a rule
+    between francs and centimes, and each amount ("3 75") is written across it.
     """
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
@@ -71,6 +75,9 @@ def draw_register(seed: int = 0, rows: int = 24, width: int = 1500, height: int 
         cv2.line(img, (x, top), (x, bottom), 40, 3)
     for y in (top, header_bottom, bottom):
         cv2.line(img, (rule_xs[0], y), (rule_xs[-1], y), 40, 3)
+    sub_x = (rule_xs[3] + rule_xs[4]) // 2 + 10
+    if francs_centimes:
+        cv2.line(img, (sub_x, header_bottom), (sub_x, bottom), 40, 2)
     lines: list[DrawnLine] = []
     for col, label in enumerate(("No", "DATES", "NOMS ET DOMICILES", "DROITS")):
         x0, x1 = rule_xs[col], rule_xs[col + 1]
@@ -83,7 +90,12 @@ def draw_register(seed: int = 0, rows: int = 24, width: int = 1500, height: int 
         if i % 3 == 0:
             lines.append(DrawnLine(0, str(100 + i), _put(img, str(100 + i), 110, base, 1.1, 25), base))
             lines.append(DrawnLine(1, str(1 + i // 3), _put(img, str(1 + i // 3), 260, base, 1.1, 25), base))
-            lines.append(DrawnLine(3, "2.20", _put(img, "2.20", 1325, base, 1.0, 25), base))
+            if francs_centimes:
+                fx0, fy0, fx1, fy1 = _put(img, "3", sub_x - 26, base, 1.0, 25)
+                cx0, cy0, cx1, cy1 = _put(img, "75", sub_x + 8, base, 1.0, 25)
+                lines.append(DrawnLine(3, "3 75", (fx0, min(fy0, cy0), cx1, max(fy1, cy1)), base))
+            else:
+                lines.append(DrawnLine(3, "2.20", _put(img, "2.20", 1325, base, 1.0, 25), base))
         n_words = int(rng.integers(3, 7))
         text = " ".join(rng.choice(WORDS, n_words))
         while cv2.getTextSize(text, FONT, 1.2, 2)[0][0] > 1300 - 380 - 20:

@@ -6,7 +6,7 @@ from conftest import SPACING, DrawnPage, draw_register, rotate_page
 from ocr.groundtruth import read_alto
 from segmentation.crop import LINE_HEIGHT, crop_line
 from segmentation.evaluate import count_matches, match_lines
-from segmentation.lines import estimate_line_spacing, segment_page
+from segmentation.lines import estimate_line_spacing, find_rows, paper_tone, segment_page
 from segmentation.loading import load_page_file
 from segmentation.types import PageImage, PageSegmentation
 
@@ -159,3 +159,36 @@ def test_real_page_against_its_ground_truth(example_pages):
     assert counts.precision >= 0.72, counts
     assert seg.table is not None and len(seg.columns) >= 6
     assert abs(seg.angle) < 2
+
+
+def test_francs_centimes_rule_does_not_split_amounts():
+    # A rule that divides the DROITS column below its header (francs | centimes)
+    # is no column of its own: "3 75" is one line, as the ground truth writes it.
+    page = draw_register(seed=2, rows=12, francs_centimes=True)
+    seg = segment_page(PageImage(page.gray))
+    assert len(seg.lines) == len(page.lines)
+    assert_each_drawn_line_found(page, seg)
+
+
+def test_white_band_does_not_set_the_paper_tone(register_page):
+    # White padding (or a transparent margin flattened to white) over a quarter
+    # of the scan: the paper the text sits on is still the page's own gray.
+    h, w = register_page.gray.shape
+    padded = np.hstack([register_page.gray, np.full((h, w // 2), 255, np.uint8)])
+    seg = segment_page(PageImage(padded))
+    assert len(seg.lines) == len(register_page.lines)
+    assert_each_drawn_line_found(register_page, seg)
+    found = find_rows(PageImage(padded))
+    tone = paper_tone(found.levelled, found.ink, found.text, found.spacing)
+    assert 190 <= tone <= 235
+
+
+def test_ornament_under_a_header_is_no_line():
+    page = np.full((700, 900), 225, np.uint8)
+    for i in range(5):
+        cv2.putText(page, "Durand rue de la Paix", (60, 250 + 60 * i), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.1, 20, 2)
+    # The tapered printed dash drawn under a header: one wide, flat stroke.
+    cv2.ellipse(page, (450, 130), (220, 6), 0, 0, 360, 30, -1)
+    seg = segment_page(PageImage(page))
+    assert len(seg.lines) == 5
+    assert all(ln.bbox[1] > 160 for ln in seg.lines)

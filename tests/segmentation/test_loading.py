@@ -82,6 +82,25 @@ def test_rgba_transparency_becomes_paper():
     assert page.pixels[100, 80] == 255 and page.pixels[20, 20] < 20
 
 
+def test_a_transparent_margin_takes_the_paper_tone_of_the_page():
+    """A scan with a transparent margin: the margin is shown as the page's own (gray) paper, not as white."""
+    rng = np.random.default_rng(0)
+    gray = rng.integers(176, 196, (120, 90), dtype=np.uint8)  # old paper, ~186
+    gray[30:40, 30:80] = 40  # a stroke of ink
+    rgba = Image.fromarray(gray).convert("RGBA")
+    alpha = np.full(gray.shape, 255, np.uint8)
+    alpha[:, :20] = 0
+    alpha[:, 20] = 128  # a soft edge
+    rgba.putalpha(Image.fromarray(alpha))
+    page = load_page(encode(rgba, "PNG"), "margin.png")
+    paper = np.percentile(gray[:, 20:], 90)  # of the pixels at least half opaque
+    assert np.all(page.pixels[:, :20] == round(paper))
+    assert abs(int(page.pixels[0, 20]) - (int(gray[0, 20]) + paper) / 2) <= 1
+    assert np.array_equal(page.pixels[:, 21:], gray[:, 21:])
+    # What the line segmenter takes as the paper tone stays that of the opaque page.
+    assert np.percentile(page.pixels, 90) == pytest.approx(paper, abs=1)
+
+
 def test_palette_and_one_bit():
     a = page_array()
     pal = Image.fromarray(a).convert("P", palette=Image.Palette.ADAPTIVE, colors=4)

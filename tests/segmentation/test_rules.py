@@ -49,3 +49,29 @@ def test_grid_columns_and_rows():
     assert len(grid.rows) == 2  # the header band and the body
     assert grid.column_at(500) == 2 and grid.column_at(20) is None
     assert grid.row_at(150) == 0 and grid.row_at(800) == 1 and grid.row_at(40) is None
+
+
+def test_subcolumn_rule_found_only_under_a_label_that_spans_it():
+    # Columns at 60 | 400 | 700 | 1000; the header (80-200) labels each column.
+    # A rule at 850 starts at the body's top under the centred label "DROITS":
+    # it divides that column (francs | centimes). A rule at 550 starts just as
+    # low but no label runs across it, and the one at 300 reaches into the header.
+    from segmentation.rules import subcolumn_rules
+
+    img = np.zeros((1500, 1100), np.uint8)
+    for x in (60, 400, 700, 1000):
+        cv2.line(img, (x, 80), (x, 1450), 1, 3)
+    for y in (80, 200, 1450):
+        cv2.line(img, (60, y), (1000, y), 1, 3)
+    for x in (850, 550):
+        cv2.line(img, (x, 200), (x, 1450), 1, 2)
+    cv2.line(img, (300, 120), (300, 1450), 1, 2)
+    for label, x in (("NOMS", 120), ("DATES", 420), ("DROITS", 780)):
+        cv2.putText(img, label, (x, 180), cv2.FONT_HERSHEY_DUPLEX, 1.0, 1, 2)
+    for i in range(20):
+        cv2.putText(img, "Durand rue", (80, 260 + 55 * i), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.1, 1, 2)
+    ink = img.astype(bool)
+    ruling = detect_rules(ink, line_spacing=55)
+    grid = table_grid(ruling, ink.shape, min_column=25)
+    subs = subcolumn_rules(ruling, grid, ink, 55)
+    assert [round(r.x_at(700)) for r in subs] == [850]
