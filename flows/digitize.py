@@ -6,7 +6,8 @@ against ``DST/manifest.jsonl`` (skip pages done by the same model) → chunks of
 validates, segments and crops its pages, recognizes all their lines in one
 batched call, decodes them, writes the records and then the chunk's manifest
 part (:func:`flows.pipeline.run_chunk`). Tasks get keys and return small
-entries, never images. A chunk task is retried with exponential backoff and
+entries, never images. Every task (the listing, the chunks, and the flow's
+reads and merges of the manifest) is retried with exponential backoff and
 jitter only when it failed on a transient storage error.
 
 Chunks are submitted through a bounded window (a few per worker), so memory
@@ -225,6 +226,37 @@ def digitize_chunk(job: ChunkJob) -> ChunkResult:
     return run_chunk(job)
 
 
+# The flow's own manifest reads and merges are tasks too, retried like the chunks: a
+# store that fails a request more times than botocore retries it would otherwise
+# stop the run. Merging is idempotent (entries carry attempt ids), so a retry is safe.
+@task(
+    name="read-manifest",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_on_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def read_latest(dst: Storage) -> dict[str, ManifestEntry]:
+    """Return the last manifest entry of every page under the destination, by source key."""
+    return latest_by_source(read_manifest(dst))
+
+
+@task(
+    name="merge-manifest",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_on_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def merge_manifest(dst: Storage) -> int:
+    """Merge the manifest parts under the destination into its ``manifest.jsonl``; return the entries merged."""
+    return consolidate(dst)
+
+
 # --- the flow ------------------------------------------------------------------------------------
 
 
@@ -322,14 +354,17 @@ def digitize_archive(
     summary = DigitizeSummary(src=src_store.url, out=dst_store.url, run_id=run_id)
     summary.flow_run_id = str(prefect_runtime.flow_run.id or "")
 
-    keys = list_pages.with_options(
-        retries=settings.task_retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=settings.retry_backoff_s),
-    )(src_store)
+    # Every task's retries: how many, and the first delay (doubling, with jitter).
+    retried: dict[str, Any] = {
+        "retries": settings.task_retries,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_backoff_s),
+    }
+    keys = list_pages.with_options(**retried)(src_store)
     ids = assign_page_ids(keys)
     summary.model_version = _model_version(settings)
-    consolidate(dst_store)  # parts a killed run left behind
-    latest = latest_by_source(read_manifest(dst_store))
+    merge = merge_manifest.with_options(**retried)
+    merge(dst_store)  # parts a killed run left behind
+    latest = read_latest.with_options(**retried)(dst_store)
     todo = plan_pages(keys, latest, summary.model_version, only_failed=only_failed, force=force)
     summary.listed, summary.planned = len(keys), len(todo)
     summary.skipped = len(keys) - len(todo)
@@ -347,10 +382,7 @@ def digitize_archive(
         0.0 if todo else 100.0, key="digitize-progress", description=f"pages of {src_store.url} processed"
     )
 
-    chunk_task = digitize_chunk.with_options(
-        retries=settings.task_retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=settings.retry_backoff_s),
-    )
+    chunk_task = digitize_chunk.with_options(**retried)
     # Tens of pages per task for an archive, but a small run still spreads over every worker.
     workers = max(settings.dask_workers or settings.task_workers, 1)
     size = max(1, min(settings.chunk_size, -(-len(todo) // workers)))
@@ -416,11 +448,11 @@ def digitize_archive(
             _notify(progress)
             update_progress_artifact(progress_id, 100.0 * (summary.done + summary.failed) / max(len(todo), 1))
             if time.monotonic() - last_merge > settings.manifest_flush_s:
-                consolidate(dst_store)
+                merge(dst_store)
                 last_merge = time.monotonic()
             submit_next()
     finally:
-        consolidate(dst_store)
+        merge(dst_store)
 
     summary.seconds = time.perf_counter() - started
     summary.failures_by_reason = dict(reasons)

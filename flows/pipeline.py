@@ -133,8 +133,9 @@ def get_engine(settings: Settings) -> Engine:
 def warm_up(settings: Settings) -> Engine:
     """Return this process's engine with its decoder pool already started, from outside any flow run.
 
-    Worker processes forked while Prefect runs a flow inherit its SIGTERM handler
-    and print a traceback when the pool is closed; started here, they do not.
+    The model is loaded and the pool forked once, before Prefect starts its
+    threads and services, so the workers are small and the first chunk waits
+    for neither.
     """
     engine = get_engine(settings)
     classes = len(engine.recognizer.charset.labels)

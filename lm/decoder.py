@@ -196,9 +196,17 @@ POOL_EXIT_TIMEOUT_S = 10.0
 
 
 def _quiet_worker() -> None:
-    """Reset the signal handling a fork worker inherited: default SIGTERM, SIGINT ignored (the parent's)."""
+    """Reset what a fork worker inherited: default SIGTERM, SIGINT ignored (the parent's), no thread exit hooks.
+
+    The parent's ``threading`` exit hooks (Prefect registers one that drains
+    its background services) would run when the worker exits, against
+    services whose threads were not forked: they fail (exit code 1) or wait.
+    """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    hooks = getattr(threading, "_threading_atexits", None)
+    if isinstance(hooks, list):
+        hooks.clear()
 
 
 def _close_pool(pool: Pool, timeout: float = POOL_EXIT_TIMEOUT_S) -> None:

@@ -559,6 +559,10 @@ def paper_tone(levelled: np.ndarray, ink: np.ndarray, text: np.ndarray, spacing:
     sel = near.astype(bool) & ~ink
     if not sel.any():
         sel = ~ink
+    # Pure white is the deskew's padding or a flattened margin, unless it is most of the paper.
+    unsaturated = sel & (levelled < 255)
+    if unsaturated.sum() * 2 > sel.sum():
+        sel = unsaturated
     hist = np.bincount(levelled[sel].ravel(), minlength=256).cumsum()
     return max(1.0, float(np.searchsorted(hist, 0.9 * hist[-1])))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -227,14 +228,22 @@ def test_transient_storage_errors_are_retried_then_reported(tiny_model: Path, mo
     with pytest.raises(StorageError) as err:
         run_digitize("s3://scans/reg", "s3://records/reg", settings)
     assert err.value.transient
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["digitize-s3://scans/reg"])),
-            sort=FlowRunSort.START_TIME_DESC,
-            limit=1,
-        )[0]
-        tasks = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])))
-    listing = [t for t in tasks if t.task_key.startswith("list_pages") or t.name.startswith("list-pages")]
+    # Task run states reach the server as events, which a loaded server may store a moment later.
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["digitize-s3://scans/reg"])),
+                sort=FlowRunSort.START_TIME_DESC,
+                limit=1,
+            )[0]
+            tasks = client.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id]))
+            )
+        listing = [t for t in tasks if t.task_key.startswith("list_pages") or t.name.startswith("list-pages")]
+        if (listing and listing[0].run_count == 3) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert listing and listing[0].run_count == 3  # the first attempt and two retries
 
 

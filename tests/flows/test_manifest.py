@@ -72,3 +72,26 @@ def test_manifest_parts_on_s3(s3_prefix: str) -> None:
     write_part(st, "run2", 0, [entry("b.jpg", DONE, t="2024-02-01T00:00:00")])
     latest = latest_by_source(read_manifest(st))
     assert latest["b.jpg"].status == DONE
+
+
+def test_a_retried_chunk_leaves_one_state_per_page(tmp_path: Path) -> None:
+    """A chunk attempt's part that the store applied but never acknowledged is replaced by the retry's."""
+    st = LocalStorage(tmp_path)
+
+    def attempt(t: str, status: str = DONE, run: str = "run1") -> list[ManifestEntry]:
+        return [ManifestEntry(k[0], k, status, None, "m1", run_id=run, finished=t) for k in ("a.jpg", "b.jpg")]
+
+    first = write_part(st, "run1", 0, attempt("2024-01-01T00:00:00"))
+    assert write_part(st, "run1", 0, attempt("2024-01-01T00:01:00")) == first  # the same key: replaced
+    assert [e.finished for e in read_manifest(st)] == ["2024-01-01T00:01:00"] * 2
+    # The earlier attempt's part was merged before the retry wrote its own: still one state per page.
+    consolidate(st)
+    write_part(st, "run1", 0, attempt("2024-01-01T00:02:00", FAILED))
+    assert [(e.source_key, e.status) for e in read_manifest(st)] == [("a.jpg", FAILED), ("b.jpg", FAILED)]
+    assert consolidate(st) == 2
+    assert [(e.source_key, e.status) for e in read_manifest(st)] == [("a.jpg", FAILED), ("b.jpg", FAILED)]
+    assert len((tmp_path / MANIFEST_KEY).read_text().splitlines()) == 2
+    # Another run's attempts are other lines.
+    write_part(st, "run2", 0, attempt("2024-01-02T00:00:00", run="run2"))
+    consolidate(st)
+    assert [e.run_id for e in read_manifest(st)] == ["run1", "run1", "run2", "run2"]

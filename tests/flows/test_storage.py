@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import http.client
 import os
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, ResponseStreamingError
+from urllib3.exceptions import ProtocolError
 
 from flows.storage import (
     TEMP_PREFIX,
@@ -67,6 +69,17 @@ def test_keys_cannot_escape_the_root(tmp_path: Path, key: str) -> None:
     assert not (tmp_path / "x.json").exists()
 
 
+def test_a_listed_name_with_backslashes_is_read_but_never_written(tmp_path: Path) -> None:
+    # On POSIX a backslash is an ordinary character of a file name.
+    (tmp_path / "back\\slash\\..\\win.jpg").write_bytes(b"scan")
+    st = LocalStorage(tmp_path)
+    assert [st.get(k) for k in st.list_keys()] == [b"scan"]
+    with pytest.raises(ValueError):
+        st.put("back\\slash.json", b"x")
+    with pytest.raises(StorageError):
+        st.get("../outside.jpg")
+
+
 def test_missing_source_folder_is_reported(tmp_path: Path) -> None:
     with pytest.raises(MissingKey, match="no such folder"):
         list(LocalStorage(tmp_path / "absent").list_keys())
@@ -100,6 +113,9 @@ def test_transient_errors_are_told_apart() -> None:
     assert not is_transient(_client_error("AccessDenied", 403))
     assert not is_transient(FileNotFoundError(2, "no such file"))
     assert not is_transient(ValueError("bad image"))
+    # A connection cut while a body was read (botocore#3132).
+    assert is_transient(ProtocolError("Connection broken", http.client.IncompleteRead(b"<?xml", 200)))
+    assert is_transient(ResponseStreamingError(error="Connection broken: reset"))
     # Wrapped: the cause decides.
     try:
         try:
@@ -118,6 +134,42 @@ def test_unreachable_s3_endpoint_is_a_transient_storage_error(monkeypatch: pytes
     with pytest.raises(StorageError) as err:
         st.get("a.jpg")
     assert err.value.transient
+
+
+def test_s3_answers_cut_off_mid_body_are_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads and listings made again after a cut body, up to max_attempts more times; then a transient error."""
+    monkeypatch.setattr("flows.storage.CUT_BODY_BACKOFF_S", (0.0, 0.0))
+    calls: list[str] = []
+
+    class Body:
+        def read(self) -> bytes:
+            if len(calls) <= 3:
+                raise ResponseStreamingError(error="Connection broken: IncompleteRead")
+            return b"scan"
+
+    class Client:
+        def get_object(self, **kw: object) -> dict:
+            calls.append("get")
+            return {"Body": Body()}
+
+        def list_objects_v2(self, **kw: object) -> dict:
+            calls.append("list")
+            if len(calls) == 1:
+                raise ProtocolError("Connection broken", http.client.IncompleteRead(b"<List", 900))
+            if "ContinuationToken" not in kw:
+                return {"Contents": [{"Key": "p/a.jpg"}], "IsTruncated": True, "NextContinuationToken": "t"}
+            return {"Contents": [{"Key": "p/b.jpg"}], "IsTruncated": False}
+
+    st = S3Storage("bucket", "p", max_attempts=3)
+    st._client = Client()
+    assert list(st.list_keys()) == ["a.jpg", "b.jpg"] and calls == ["list"] * 3
+    calls.clear()
+    assert st.get("a.jpg") == b"scan" and calls == ["get"] * 4
+    calls.clear()
+    st.max_attempts = 1
+    with pytest.raises(StorageError) as err:
+        st.get("a.jpg")
+    assert err.value.transient and calls == ["get"] * 2
 
 
 # --- S3 on a real SeaweedFS -----------------------------------------------------------------------

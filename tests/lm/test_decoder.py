@@ -187,8 +187,8 @@ def test_closing_the_pool_lets_workers_exit_quietly(
             workers = list(dec._pool._pool)  # noqa: SLF001 - the worker processes themselves
     finally:
         signal.signal(signal.SIGTERM, previous)
-    assert [p.exitcode for p in workers] == [0, 0]  # exited on their own, not terminated
     err = capfd.readouterr().err
+    assert [p.exitcode for p in workers] == [0, 0], err  # exited on their own, not terminated
     assert "Traceback" not in err and "RuntimeError" not in err, err
 
 

@@ -123,7 +123,9 @@ def run_with_kills(
             break
         before = count_records(out) if out.exists() else 0
         remaining = max(pages - before, 1)
-        target = before + rng.randint(1, max(1, remaining * 2 // 3))
+        # A share of what is left that leaves work for every kill still to come (on
+        # average 1 / (kills left + 1) of it), so no run finishes before its kill point.
+        target = before + rng.randint(1, max(1, 2 * remaining // (kills - log.kills + 1)))
         delay = rng.uniform(0.0, 0.3)
         proc = subprocess.Popen(
             [*REGISTRE, *args],

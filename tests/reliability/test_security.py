@@ -136,12 +136,6 @@ def test_local_names_stay_inside_dst(tmp_path: Path, tiny_model: Path) -> None:
     assert (result.done, result.lost, result.partial, result.stray) == (len(pages), [], [], [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/storage.py LocalStorage._path checks every key with _check_key, reads included, so a listed "
-    "file whose name holds a backslash cannot be read: ValueError, which flows/pipeline.py run_chunk does not "
-    "catch around src.get, so the whole chunk task fails and its other pages with it",
-)
 def test_a_local_file_name_with_backslashes_is_read(tmp_path: Path, tiny_model: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
@@ -152,11 +146,6 @@ def test_a_local_file_name_with_backslashes_is_read(tmp_path: Path, tiny_model: 
     assert (summary.done, summary.failed) == (3, 0), summary.failed_examples
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="flows/serializers.py to_page_xml: imageFilename=_source_name(record) is set without xml_text, so a "
-    "source key with a control character makes lxml raise ValueError and the page fails at write",
-)
 def test_a_key_with_control_characters_is_digitized_in_every_format(tmp_path: Path, tiny_model: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
