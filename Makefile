@@ -20,7 +20,7 @@ test: setup
 	PREFECT_SERVER_ANALYTICS_ENABLED=false $(VENV)/bin/python -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check segmentation ocr lm flows tests bench
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf out .pytest_cache

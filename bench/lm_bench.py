@@ -140,22 +140,28 @@ def main() -> None:
     with BeamDecoder.load(vs.labels, prefix) as with_lm:
         rows.append((f"beam {tuned.beam_width} + LM", [line.text for line in with_lm.decode_batch(vs.logprobs)]))
     for weight in (2.0, 5.0, tuned.hotword_weight):
-        rows.append((
-            f"beam {tuned.beam_width} + LM + hotwords (weight {weight:g})",
-            decode_by_volume(
-                vs,
-                lambda volume, w=weight: BeamDecoder.load(
-                    vs.labels, prefix, hotwords=hotwords.get(volume, []), hotword_weight=w
+        rows.append(
+            (
+                f"beam {tuned.beam_width} + LM + hotwords (weight {weight:g})",
+                decode_by_volume(
+                    vs,
+                    lambda volume, w=weight: BeamDecoder.load(
+                        vs.labels, prefix, hotwords=hotwords.get(volume, []), hotword_weight=w
+                    ),
                 ),
-            ),
-        ))
+            )
+        )
 
     print(f"machine: {machine()}")
-    print(f"model {vs.model_version}; LM {info.get('version')} (order {info.get('order')}, "
-          f"alpha {tuned.alpha:g}, beta {tuned.beta:g}, unk {tuned.unk_score_offset:g}); "
-          f"{len(vs.texts)} validation lines of {len(set(vs.pages))} pages")
-    print("hotwords per volume (surnames on its training pages): "
-          + ", ".join(f"{v} {len(h)}" for v, h in sorted(hotwords.items())))
+    print(
+        f"model {vs.model_version}; LM {info.get('version')} (order {info.get('order')}, "
+        f"alpha {tuned.alpha:g}, beta {tuned.beta:g}, unk {tuned.unk_score_offset:g}); "
+        f"{len(vs.texts)} validation lines of {len(set(vs.pages))} pages"
+    )
+    print(
+        "hotwords per volume (surnames on its training pages): "
+        + ", ".join(f"{v} {len(h)}" for v, h in sorted(hotwords.items()))
+    )
     greedy = score(vs.texts, rows[0][1])
     print()
     print("| decoder | CER | WER | rel. CER | rel. WER | names right | val-seen CER | val-unseen CER |")
@@ -167,8 +173,10 @@ def main() -> None:
         for split in ("val-seen", "val-unseen"):
             idx = [i for i, s in enumerate(vs.splits) if s == split]
             per_split[split] = score([vs.texts[i] for i in idx], [hyps[i] for i in idx]).cer if idx else float("nan")
-        print(f"| {name} | {r.cer:.4f} | {r.wer:.4f} | {r.cer / greedy.cer - 1:+.1%} | {r.wer / greedy.wer - 1:+.1%} | "
-              f"{right / max(total, 1):.1%} of {total} | {per_split['val-seen']:.4f} | {per_split['val-unseen']:.4f} |")
+        print(
+            f"| {name} | {r.cer:.4f} | {r.wer:.4f} | {r.cer / greedy.cer - 1:+.1%} | {r.wer / greedy.wer - 1:+.1%} | "
+            f"{right / max(total, 1):.1%} of {total} | {per_split['val-seen']:.4f} | {per_split['val-unseen']:.4f} |"
+        )
 
     n_speed = 100 if args.quick else args.speed_lines
     widths = [8, 16] if args.quick else args.beam_widths
@@ -194,8 +202,10 @@ def main() -> None:
                     if processes == 1:
                         beams_speed = time_decoder(dec, speed_lines, detailed=True)[0]
             lm_cell = "yes" if lm else "no"
-            print(f"| {width} | {lm_cell} | {cells[0][0]:.0f} | {cells[0][1] * 1000:.1f} | {cells[1][0]:.0f} "
-                  f"| {beams_speed:.0f} |")
+            print(
+                f"| {width} | {lm_cell} | {cells[0][0]:.0f} | {cells[0][1] * 1000:.1f} | {cells[1][0]:.0f} "
+                f"| {beams_speed:.0f} |"
+            )
 
 
 if __name__ == "__main__":

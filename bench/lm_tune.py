@@ -99,8 +99,12 @@ def validation_set(model: Path = DEFAULT_MODEL, cache_dir: Path = REPO / ".cache
             offsets = data["offsets"]
             flat = data["logprobs"]
             lps = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
-            return ValidationSet(lps, *(meta[k] for k in ("texts", "pages", "volumes", "splits", "labels")),
-                                 meta["model_version"], meta["seconds_per_line"])
+            return ValidationSet(
+                lps,
+                *(meta[k] for k in ("texts", "pages", "volumes", "splits", "labels")),
+                meta["model_version"],
+                meta["seconds_per_line"],
+            )
         import torch  # noqa: F401 - bench/ may use torch; lm/ never does
 
         from ocr.inference import Recognizer
@@ -128,8 +132,16 @@ def validation_set(model: Path = DEFAULT_MODEL, cache_dir: Path = REPO / ".cache
     for old in cache_dir.glob("lm-val-*.npz"):
         if old != cache:
             old.unlink(missing_ok=True)
-    return ValidationSet([lp.astype(np.float32) for lp in lps], meta["texts"], meta["pages"], meta["volumes"],
-                         meta["splits"], meta["labels"], meta["model_version"], per_line)
+    return ValidationSet(
+        [lp.astype(np.float32) for lp in lps],
+        meta["texts"],
+        meta["pages"],
+        meta["volumes"],
+        meta["splits"],
+        meta["labels"],
+        meta["model_version"],
+        per_line,
+    )
 
 
 def score(texts: list[str], hyps: list[str]) -> ErrorRates:
@@ -232,19 +244,27 @@ def main() -> None:
     held_out = two_fold(vs, greedy_hyps, all_hyps)
 
     print(f"machine: {machine()}")
-    print(f"model {vs.model_version}, LM {read_info(lm_prefix(args.lm)).get('version')}, {len(vs.texts)} lines, "
-          f"beam {args.beam_width}, {len(settings)} settings, {time.perf_counter() - t_start:.0f} s")
+    print(
+        f"model {vs.model_version}, LM {read_info(lm_prefix(args.lm)).get('version')}, {len(vs.texts)} lines, "
+        f"beam {args.beam_width}, {len(settings)} settings, {time.perf_counter() - t_start:.0f} s"
+    )
     print("| alpha | beta | unk offset | name offset | CER | WER |")
     print("|---:|---:|---:|---:|---:|---:|")
     print(f"| greedy | | | | {greedy.cer:.4f} | {greedy.wer:.4f} |")
     for s, r in rated[:10]:
-        print(f"| {s['alpha']:g} | {s['beta']:g} | {s['unk_score_offset']:g} | {s['name_score_offset']:g} "
-              f"| {r.cer:.4f} | {r.wer:.4f} |")
-    print(f"best: {best}: CER {best_rates.cer:.4f} ({best_rates.cer / greedy.cer - 1:+.1%} vs greedy), "
-          f"WER {best_rates.wer:.4f} ({best_rates.wer / greedy.wer - 1:+.1%})")
-    print(f"two-fold (each half of the pages decoded with the best setting of the other half): "
-          f"CER {held_out.cer:.4f} ({held_out.cer / greedy.cer - 1:+.1%}), "
-          f"WER {held_out.wer:.4f} ({held_out.wer / greedy.wer - 1:+.1%})")
+        print(
+            f"| {s['alpha']:g} | {s['beta']:g} | {s['unk_score_offset']:g} | {s['name_score_offset']:g} "
+            f"| {r.cer:.4f} | {r.wer:.4f} |"
+        )
+    print(
+        f"best: {best}: CER {best_rates.cer:.4f} ({best_rates.cer / greedy.cer - 1:+.1%} vs greedy), "
+        f"WER {best_rates.wer:.4f} ({best_rates.wer / greedy.wer - 1:+.1%})"
+    )
+    print(
+        f"two-fold (each half of the pages decoded with the best setting of the other half): "
+        f"CER {held_out.cer:.4f} ({held_out.cer / greedy.cer - 1:+.1%}), "
+        f"WER {held_out.wer:.4f} ({held_out.wer / greedy.wer - 1:+.1%})"
+    )
     if args.quick or args.dry_run:
         return
     info = read_info(lm_prefix(args.lm))

@@ -34,7 +34,9 @@ def _logging(verbose: bool) -> None:
     )
 
 
-ModelOpt = Annotated[Path | None, typer.Option("--model", help="Recognizer weights (default: models/registre-crnn.pt).")]
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", help="Recognizer weights (default: models/registre-crnn.pt).")
+]
 LmOpt = Annotated[Path | None, typer.Option("--lm", help="KenLM names model (default: models/names.binary).")]
 NoLmOpt = Annotated[bool, typer.Option("--no-lm", help="Greedy CTC decoding, no language model.")]
 BeamOpt = Annotated[int | None, typer.Option("--beam-width", min=1, help="Beam width of the LM decoder.")]
@@ -56,7 +58,9 @@ def digitize(
     src: Annotated[str, typer.Argument(help="Folder or s3://bucket/prefix of page scans.")],
     out: Annotated[str, typer.Option("--out", "-o", help="Folder or s3://bucket/prefix for records and manifest.")],
     formats: Annotated[str, typer.Option("--formats", help="Comma-separated: json, alto, page.")] = "json",
-    only_failed: Annotated[bool, typer.Option("--only-failed", help="Retry only pages whose last attempt failed.")] = False,
+    only_failed: Annotated[
+        bool, typer.Option("--only-failed", help="Retry only pages whose last attempt failed.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Redo every page, even those already done.")] = False,
     chunk_size: Annotated[int | None, typer.Option("--chunk-size", min=1, help="Pages per Prefect task.")] = None,
     model: ModelOpt = None,
@@ -126,10 +130,12 @@ def evaluate(
 
 @app.command()
 def train(
-    run_dir: Annotated[Path, typer.Option("--run-dir", help="Checkpoints and history; resumes from its last.pt.")] = Path(
-        "runs/crnn"
-    ),
-    data_dir: Annotated[Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")] = None,
+    run_dir: Annotated[
+        Path, typer.Option("--run-dir", help="Checkpoints and history; resumes from its last.pt.")
+    ] = Path("runs/crnn"),
+    data_dir: Annotated[
+        Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
+    ] = None,
     export: Annotated[Path, typer.Option("--export", help="Where the best model is written.")] = Path(
         "models/registre-crnn.pt"
     ),
@@ -139,8 +145,12 @@ def train(
     set_lr: Annotated[
         float | None, typer.Option(help="On resume, set the learning rate to this (a decay step by hand).")
     ] = None,
-    synthetic_ratio: Annotated[float, typer.Option(help="Synthetic lines per real line each epoch (0 disables them).")] = 0.25,
-    max_minutes: Annotated[float | None, typer.Option(help="Stop after the epoch that passes this many minutes.")] = None,
+    synthetic_ratio: Annotated[
+        float, typer.Option(help="Synthetic lines per real line each epoch (0 disables them).")
+    ] = 0.25,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Stop after the epoch that passes this many minutes.")
+    ] = None,
     device: DeviceOpt = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     limit_lines: Annotated[int, typer.Option(help="Train on at most this many lines (smoke tests).")] = 0,
@@ -178,12 +188,16 @@ def train(
 
 @app.command("build-lm")
 def build_lm(
-    out: Annotated[Path, typer.Option("--out", help="Prefix of the LM files (PREFIX.arpa, .binary, .unigrams.txt, .json).")] = Path(
-        "models/names"
-    ),
-    data_dir: Annotated[Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Prefix of the LM files (PREFIX.arpa, .binary, .unigrams.txt, .json).")
+    ] = Path("models/names"),
+    data_dir: Annotated[
+        Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
+    ] = None,
     order: Annotated[int, typer.Option(min=2, max=6, help="n-gram order.")] = 3,
-    names: Annotated[bool, typer.Option("--names/--no-names", help="Add the INSEE surname and first-name lists.")] = True,
+    names: Annotated[
+        bool, typer.Option("--names/--no-names", help="Add the INSEE surname and first-name lists.")
+    ] = True,
 ) -> None:
     """Build the KenLM model of French names and register text with lmplz and build_binary."""
     _logging(True)
@@ -250,7 +264,17 @@ def show(
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_bytes(png.tobytes())
     tmp.replace(out)
-    typer.echo(json.dumps({"page": str(page), "lines": len(seg.lines), "words": sum(len(ln.words) for ln in seg.lines), "out": str(out)}))
+    typer.echo(
+        json.dumps(
+            {
+                "page": str(page),
+                "lines": len(seg.lines),
+                "words": sum(len(ln.words) for ln in seg.lines),
+                "out": str(out),
+            }
+        )
+    )
+
 
 if __name__ == "__main__":
     app()

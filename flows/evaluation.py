@@ -10,7 +10,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from flows.settings import Settings
@@ -73,8 +72,10 @@ def _write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
         raise
 
 
-def _eval_gt(pages: list[tuple[GroundTruthPage, np.ndarray]], settings: Settings) -> tuple[ErrorRates, list[dict], float]:
-    crops, refs = [], []
+def _eval_gt(
+    pages: list[tuple[GroundTruthPage, np.ndarray]], settings: Settings
+) -> tuple[ErrorRates, list[dict], float]:
+    refs = []
     for page, gray in pages:
         for line in page.lines:
             try:
@@ -92,11 +93,15 @@ def _eval_gt(pages: list[tuple[GroundTruthPage, np.ndarray]], settings: Settings
     for page, line, crop in refs:
         reading = next(readings) if crop is not None else LineReading("", 0.0)
         rates.add(line.text, reading.text)
-        rows.append({"page": page.id, "line_id": line.id, "text": reading.text, "confidence": round(reading.confidence, 4)})
+        rows.append(
+            {"page": page.id, "line_id": line.id, "text": reading.text, "confidence": round(reading.confidence, 4)}
+        )
     return rates, rows, seconds
 
 
-def _eval_auto(pages: list[tuple[GroundTruthPage, np.ndarray]], settings: Settings) -> tuple[ErrorRates, list[dict], float, dict]:
+def _eval_auto(
+    pages: list[tuple[GroundTruthPage, np.ndarray]], settings: Settings
+) -> tuple[ErrorRates, list[dict], float, dict]:
     from segmentation.evaluate import match_lines
     from segmentation.lines import segment_page
     from segmentation.types import PageImage
@@ -143,7 +148,9 @@ def _eval_auto(pages: list[tuple[GroundTruthPage, np.ndarray]], settings: Settin
                 continue
             gt_line = page.lines[g]
             rates.add(gt_line.text, hyp.text)
-            rows.append({"page": page.id, "line_id": gt_line.id, "text": hyp.text, "confidence": round(hyp.confidence, 4)})
+            rows.append(
+                {"page": page.id, "line_id": gt_line.id, "text": hyp.text, "confidence": round(hyp.confidence, 4)}
+            )
     seg_stats = {
         "line_precision": round(matched / found, 4) if found else 0.0,
         "line_recall": round(matched / gt_total, 4) if gt_total else 0.0,

@@ -18,7 +18,9 @@ class Settings(BaseSettings):
     model: Path = Field(REPO_ROOT / "models" / "registre-crnn.pt", description="recognizer weights file")
     lm: Path | None = Field(REPO_ROOT / "models" / "names.binary", description="KenLM names model (binary or ARPA)")
     use_lm: bool = Field(True, description="beam search with the names LM; False decodes greedily")
-    beam_width: int | None = Field(None, ge=1, le=512, description="pyctcdecode beam width (default: the LM's tuned one)")
+    beam_width: int | None = Field(
+        None, ge=1, le=512, description="pyctcdecode beam width (default: the LM's tuned one)"
+    )
     hotwords: Path | None = Field(None, description="file of words to boost, one per line (e.g. a parish's families)")
     device: str = Field("auto", description="auto, cpu or cuda")
     decode_workers: int = Field(2, ge=1, description="processes in the LM decoding pool")

@@ -1,0 +1,1 @@
+"""Line recognition: charset, CRNN-CTC model, training, batched inference, metrics."""

@@ -20,7 +20,8 @@ FRENCH_BASE = (
     + string.ascii_letters
     + string.digits
     + _FRENCH_LOWER
-    + _FRENCH_LOWER.upper().replace("Ÿ", "") + "Ÿ"
+    + _FRENCH_LOWER.upper().replace("Ÿ", "")
+    + "Ÿ"
     + "'’.,;:!?-–()[]/&\"«»%+=*°^¥€£$§|"
 )
 

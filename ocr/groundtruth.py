@@ -74,7 +74,9 @@ def _parse(path: Path) -> Element:
     try:
         return SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
-        raise GroundTruthError(f"{path}: refused unsafe XML ({type(exc).__name__}: DTDs and entities are not allowed)") from exc
+        raise GroundTruthError(
+            f"{path}: refused unsafe XML ({type(exc).__name__}: DTDs and entities are not allowed)"
+        ) from exc
     except SafeET.ParseError as exc:
         raise GroundTruthError(f"{path}: not well-formed XML ({exc})") from exc
 
@@ -138,7 +140,10 @@ def read_alto(path: str | Path) -> GroundTruthPage:
     if not pages:
         raise GroundTruthError(f"{path}: no <Page> element")
     page = pages[0]
-    width, height = _number(page.get("WIDTH"), f"{path}: page WIDTH"), _number(page.get("HEIGHT"), f"{path}: page HEIGHT")
+    width, height = (
+        _number(page.get("WIDTH"), f"{path}: page WIDTH"),
+        _number(page.get("HEIGHT"), f"{path}: page HEIGHT"),
+    )
     file_names = [f.text for f in _iter(root, "fileName") if f.text]
     out = GroundTruthPage(path, _find_image(path, file_names[0] if file_names else None), width, height)
     for block in _iter(page, "TextBlock"):
@@ -228,6 +233,4 @@ def find_ground_truth(gt_dir: str | Path) -> list[Path]:
     gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
         raise FileNotFoundError(f"{gt_dir}: not a directory")
-    return sorted(
-        p for p in gt_dir.rglob("*.xml") if any(p.with_suffix(s).exists() for s in IMAGE_SUFFIXES)
-    )
+    return sorted(p for p in gt_dir.rglob("*.xml") if any(p.with_suffix(s).exists() for s in IMAGE_SUFFIXES))

@@ -63,7 +63,12 @@ class Recognizer:
     """A CRNN in inference mode that reads many crops in width-sorted batches."""
 
     def __init__(
-        self, model: CRNN, charset: Charset, version: str = "", device: str = "cpu", max_batch_pixels: int = 48 * 48 * 1200
+        self,
+        model: CRNN,
+        charset: Charset,
+        version: str = "",
+        device: str = "cpu",
+        max_batch_pixels: int = 48 * 48 * 1200,
     ) -> None:
         self.model = model.to(device).eval()
         self.charset = charset

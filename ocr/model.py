@@ -56,10 +56,15 @@ class CRNN(nn.Module):
         # Height is pooled early: the wide layers run on few rows, which is what
         # keeps training near 50 lines/s on two CPU cores.
         self.cnn = nn.Sequential(
-            *_conv(1, c1), nn.MaxPool2d((2, 2)),
-            *_conv(c1, c2), nn.MaxPool2d((2, 1)),
-            *_conv(c2, c3), nn.MaxPool2d((2, 1)),
-            *_conv(c3, c3), *_conv(c3, c4), nn.MaxPool2d((2, 1)),
+            *_conv(1, c1),
+            nn.MaxPool2d((2, 2)),
+            *_conv(c1, c2),
+            nn.MaxPool2d((2, 1)),
+            *_conv(c2, c3),
+            nn.MaxPool2d((2, 1)),
+            *_conv(c3, c3),
+            *_conv(c3, c4),
+            nn.MaxPool2d((2, 1)),
         )
         feat_h = config.height // 16
         self.dropout = nn.Dropout(config.dropout)

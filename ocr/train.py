@@ -84,7 +84,7 @@ def fits_ctc(text_len: int, repeats: int, width: int, stride: int) -> bool:
 
 
 def _repeats(ids: Sequence[int]) -> int:
-    return sum(1 for a, b in zip(ids, ids[1:]) if a == b)
+    return sum(1 for a, b in zip(ids, ids[1:], strict=False) if a == b)
 
 
 def make_batches(widths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
@@ -120,7 +120,9 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def train(cfg: TrainConfig, synthetic: Callable[[np.random.Generator, int], list[tuple[np.ndarray, str]]] | None = None) -> TrainState:
+def train(
+    cfg: TrainConfig, synthetic: Callable[[np.random.Generator, int], list[tuple[np.ndarray, str]]] | None = None
+) -> TrainState:
     """Train (or resume) a recognizer as configured; return the final state."""
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -170,11 +172,22 @@ def train(cfg: TrainConfig, synthetic: Callable[[np.random.Generator, int], list
             continue
         # Augmentation may shrink width to 0.8x: require the fit at that scale.
         if not fits_ctc(len(ids), _repeats(ids), int(s.image.shape[1] * 0.8), stride):
-            log.warning("line %s/%s cannot fit its %d labels in %d px: not trained on", s.page, s.line_id, len(ids), s.image.shape[1])
+            log.warning(
+                "line %s/%s cannot fit its %d labels in %d px: not trained on",
+                s.page,
+                s.line_id,
+                len(ids),
+                s.image.shape[1],
+            )
             continue
         encoded.append(ids)
         keep.append(s)
-    log.info("training on %d lines (%d dropped for width), validating on %d", len(keep), len(train_set) - len(keep), len(val_set))
+    log.info(
+        "training on %d lines (%d dropped for width), validating on %d",
+        len(keep),
+        len(train_set) - len(keep),
+        len(val_set),
+    )
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     scaler = torch.amp.GradScaler("cuda", enabled=device == "cuda")
     recognizer = Recognizer(model, charset, device=device)
@@ -215,7 +228,9 @@ def train(cfg: TrainConfig, synthetic: Callable[[np.random.Generator, int], list
             loss_sum += loss.item() * len(idx)
             if cfg.log_every and b % cfg.log_every == 0:
                 rate = seen / max(time.monotonic() - t0, 1e-6)
-                log.info("epoch %d batch %d/%d loss %.3f (%.0f lines/s)", state.epoch, b, len(batches), loss.item(), rate)
+                log.info(
+                    "epoch %d batch %d/%d loss %.3f (%.0f lines/s)", state.epoch, b, len(batches), loss.item(), rate
+                )
         train_s = time.monotonic() - t0
         rates = evaluate_lines(recognizer, val_set)
         seen_cer = rates.get("val-seen", rates["all"]).cer

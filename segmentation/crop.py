@@ -65,9 +65,7 @@ def crop_line(
         nw, nh = int(ch * sin + cw * cos), int(ch * cos + cw * sin)
         rot[0, 2] += nw / 2 - cw / 2
         rot[1, 2] += nh / 2 - ch / 2
-        crop = cv2.warpAffine(
-            crop, rot, (nw, nh), flags=cv2.INTER_LINEAR, borderValue=paper
-        )
+        crop = cv2.warpAffine(crop, rot, (nw, nh), flags=cv2.INTER_LINEAR, borderValue=paper)
         # Trim rows/columns that are pure paper after rotation.
         ink = crop < paper - 1
         if ink.any():

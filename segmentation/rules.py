@@ -190,9 +190,7 @@ def table_grid(ruling: Ruling, shape: tuple[int, int], min_column: float) -> Gri
     top = min(r.y0 for r in tall)
     bottom = max(r.y1 for r in tall)
     wide = sorted(
-        (r.y0 + r.y1) / 2
-        for r in ruling.horizontal
-        if min(r.x1, right) - max(r.x0, left) >= 0.4 * (right - left)
+        (r.y0 + r.y1) / 2 for r in ruling.horizontal if min(r.x1, right) - max(r.x0, left) >= 0.4 * (right - left)
     )
     # Row bounds: the table's top and bottom and every wide rule between, a
     # double rule counted once.

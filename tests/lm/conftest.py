@@ -36,8 +36,23 @@ TRAINING_TEXT = [
     "Quittance par Mr Jean Bernard à Made Marie Petit",
 ]
 VALIDATION_TEXT = ["Zyxwvut (Qqqq) secretvalidationword"]
-SURNAMES = ["DUPONT", "MARTIN", "BERNARD", "GARNIER", "GIMONET", "PETIT", "MOREAU", "LAMBERT", "ROUSSEAU", "DURAND",
-            "LEFORT", "BARRIERE", "LE GOFF", "MANTEL", "MARTEL"]
+SURNAMES = [
+    "DUPONT",
+    "MARTIN",
+    "BERNARD",
+    "GARNIER",
+    "GIMONET",
+    "PETIT",
+    "MOREAU",
+    "LAMBERT",
+    "ROUSSEAU",
+    "DURAND",
+    "LEFORT",
+    "BARRIERE",
+    "LE GOFF",
+    "MANTEL",
+    "MARTEL",
+]
 FIRSTNAMES = ["JEAN", "PIERRE", "LOUIS", "CHARLES", "MARIE", "LOUISE", "HÉLÈNE", "ALO\x9fS"]
 
 

@@ -200,8 +200,12 @@ def test_squeezing_blank_runs_changes_nothing(labels: list[str], tiny_lm: LMInfo
         ours = dec.decode_beams(lines)
         for lp, line in zip(lines, ours, strict=True):
             beams = dec._ctc.decode_beams(  # noqa: SLF001 - pyctcdecode's public call on the same decoder
-                lp, beam_width=8, beam_prune_logp=cfg.beam_prune_logp, token_min_logp=cfg.token_min_logp,
-                hotwords=expand_hotwords(["Garnier"]), hotword_weight=cfg.hotword_weight,
+                lp,
+                beam_width=8,
+                beam_prune_logp=cfg.beam_prune_logp,
+                token_min_logp=cfg.token_min_logp,
+                hotwords=expand_hotwords(["Garnier"]),
+                hotword_weight=cfg.hotword_weight,
             )
             text, _, word_frames, _, _ = beams[0]
             assert line.text == text
@@ -237,9 +241,7 @@ def test_open_decoder_follows_run_settings(labels: list[str], tiny_lm: LMInfo, t
     assert isinstance(open_decoder(labels, SimpleNamespace(use_lm=False)), GreedyDecoder)
     hot = tmp_path / "hot.txt"
     hot.write_text("MANTEL\n", encoding="utf-8")
-    settings = SimpleNamespace(
-        use_lm=True, lm=tiny_lm.files.binary, hotwords=hot, beam_width=5, decode_workers=1
-    )
+    settings = SimpleNamespace(use_lm=True, lm=tiny_lm.files.binary, hotwords=hot, beam_width=5, decode_workers=1)
     with open_decoder(labels, settings) as dec:
         assert isinstance(dec, BeamDecoder)
         assert dec.config.beam_width == 5 and dec.config.processes == 1

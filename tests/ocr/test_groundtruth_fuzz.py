@@ -31,7 +31,24 @@ edits = st.lists(
     st.tuples(
         st.integers(0, 4096),
         st.integers(0, 8),
-        st.sampled_from([b"", b"<", b">", b'"', b"&", b"&amp;", b"x", b"-1", b"1e9", b"NaN", b"inf", b"-inf", b"<!DOCTYPE a>", b"\xff"])
+        st.sampled_from(
+            [
+                b"",
+                b"<",
+                b">",
+                b'"',
+                b"&",
+                b"&amp;",
+                b"x",
+                b"-1",
+                b"1e9",
+                b"NaN",
+                b"inf",
+                b"-inf",
+                b"<!DOCTYPE a>",
+                b"\xff",
+            ]
+        )
         | st.binary(max_size=6),
     ),
     max_size=6,

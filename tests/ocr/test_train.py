@@ -33,8 +33,16 @@ def toy_cache(tmp_path):
 
 def test_training_learns_and_resumes(tmp_path, toy_cache):
     cfg = TrainConfig(
-        run_dir=tmp_path / "run", cache=toy_cache, export=tmp_path / "model.pt", epochs=4,
-        batch_size=8, lr=3e-3, augment=False, lstm_hidden=32, log_every=0, patience=100,
+        run_dir=tmp_path / "run",
+        cache=toy_cache,
+        export=tmp_path / "model.pt",
+        epochs=4,
+        batch_size=8,
+        lr=3e-3,
+        augment=False,
+        lstm_hidden=32,
+        log_every=0,
+        patience=100,
     )
     state = train(cfg)
     assert state.epoch == 4

@@ -9,8 +9,26 @@ import numpy as np
 import pytest
 
 WORDS = (
-    "Martin", "veuve", "Durand", "rue", "de", "la", "Paix", "notaire", "Paris", "vente", "maison",
-    "Bernard", "Louis", "quittance", "Lefebvre", "Marie", "vingt", "mars", "acte", "entre",
+    "Martin",
+    "veuve",
+    "Durand",
+    "rue",
+    "de",
+    "la",
+    "Paix",
+    "notaire",
+    "Paris",
+    "vente",
+    "maison",
+    "Bernard",
+    "Louis",
+    "quittance",
+    "Lefebvre",
+    "Marie",
+    "vingt",
+    "mars",
+    "acte",
+    "entre",
 )
 FONT = cv2.FONT_HERSHEY_SCRIPT_SIMPLEX
 #: Distance between the text rows of the drawn page, pixels.

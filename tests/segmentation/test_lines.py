@@ -113,8 +113,10 @@ def test_skewed_scan_lines_in_original_coordinates(angle):
         assert len(covering_line(seg, *drawn.centre)) == 1, drawn.text
     # Baselines slope like the page: positive angle turns the content counter-clockwise.
     long_lines = [ln for ln in seg.lines if ln.bbox[2] - ln.bbox[0] > 300]
-    slopes = [np.degrees(np.arctan2(ln.baseline[-1][1] - ln.baseline[0][1], ln.baseline[-1][0] - ln.baseline[0][0]))
-              for ln in long_lines]
+    slopes = [
+        np.degrees(np.arctan2(ln.baseline[-1][1] - ln.baseline[0][1], ln.baseline[-1][0] - ln.baseline[0][0]))
+        for ln in long_lines
+    ]
     assert np.median(slopes) == pytest.approx(-angle, abs=0.5)
 
 
