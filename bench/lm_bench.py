@@ -139,7 +139,7 @@ def main() -> None:
         rows.append((f"beam {tuned.beam_width}, no LM", [line.text for line in plain.decode_batch(vs.logprobs)]))
     with BeamDecoder.load(vs.labels, prefix) as with_lm:
         rows.append((f"beam {tuned.beam_width} + LM", [line.text for line in with_lm.decode_batch(vs.logprobs)]))
-    for weight in (2.0, 5.0, tuned.hotword_weight):
+    for weight in sorted({1.0, tuned.hotword_weight, 5.0}):
         rows.append(
             (
                 f"beam {tuned.beam_width} + LM + hotwords (weight {weight:g})",
