@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -31,17 +32,33 @@ from ocr.metrics import ErrorRates  # noqa: E402
 
 
 def tesseract_read(crops: list[np.ndarray]) -> list[str]:
-    """Return Tesseract 5 (`fra`, single-line mode) readings of the crops, upscaled to ~x-height it expects."""
-    out = []
+    """Return Tesseract 5 (`fra`, single-line mode) readings of the crops, upscaled to ~x-height it expects.
+
+    One Tesseract process reads them all from a list file (its pages come back
+    separated by form feeds), so the model is loaded once, not once per line.
+    """
+    if not crops:
+        return []
     with tempfile.TemporaryDirectory() as tmp:
+        paths = []
         for i, crop in enumerate(crops):
-            path = Path(tmp) / f"{i}.png"
+            path = Path(tmp) / f"{i:06d}.png"
             big = cv2.resize(crop, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
             cv2.imwrite(str(path), cv2.copyMakeBorder(big, 10, 10, 10, 10, cv2.BORDER_REPLICATE))
-            res = subprocess.run(
-                ["tesseract", str(path), "-", "-l", "fra", "--psm", "7"], capture_output=True, text=True, timeout=60
-            )
-            out.append(res.stdout.strip())
+            paths.append(str(path))
+        listing = Path(tmp) / "lines.txt"
+        listing.write_text("\n".join(paths) + "\n")
+        res = subprocess.run(
+            ["tesseract", str(listing), "-", "-l", "fra", "--psm", "7"],
+            capture_output=True,
+            text=True,
+            timeout=60 + 5 * len(crops),
+            env={**os.environ, "OMP_THREAD_LIMIT": "1"},
+            check=True,
+        )
+    out = [t.strip() for t in res.stdout.split("\f")]
+    if len(out) != len(crops):
+        raise RuntimeError(f"tesseract returned {len(out)} readings for {len(crops)} lines")
     return out
 
 

@@ -145,6 +145,13 @@ def train(
     set_lr: Annotated[
         float | None, typer.Option(help="On resume, set the learning rate to this (a decay step by hand).")
     ] = None,
+    init_from: Annotated[
+        Path | None,
+        typer.Option("--init-from", help="A new run starts from these model weights (fine-tuning) instead of random."),
+    ] = None,
+    cosine: Annotated[
+        bool, typer.Option("--cosine", help="Cosine learning-rate decay over --epochs instead of plateau halving.")
+    ] = False,
     synthetic_ratio: Annotated[
         float, typer.Option(help="Synthetic lines per real line each epoch (0 disables them).")
     ] = 0.25,
@@ -167,6 +174,8 @@ def train(
         batch_size=batch_size,
         lr=lr,
         set_lr=set_lr,
+        init_from=init_from,
+        cosine=cosine,
         synthetic_ratio=synthetic_ratio,
         max_minutes=max_minutes,
         device=device or "auto",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections import defaultdict
@@ -46,6 +47,14 @@ class TrainConfig:
     lr: float = 1e-3
     #: On resume, set the learning rate to this (a hand-made decay step); None keeps the checkpoint's.
     set_lr: float | None = None
+    #: A new run (no ``last.pt``) starts from these model weights instead of random ones (fine-tuning).
+    init_from: Path | None = None
+    #: Cosine decay of the learning rate from ``lr`` to ``lr * min_lr_ratio`` over ``epochs``; off: plateau halving.
+    cosine: bool = False
+    min_lr_ratio: float = 0.05
+    #: Batches over which the learning rate ramps up linearly from zero at the start of a run (Goyal et al.,
+    #: 2017): a fresh AdamW otherwise takes full-size steps on every weight at once, which undoes fine-tuned ones.
+    warmup_steps: int = 300
     weight_decay: float = 1e-4
     #: Synthetic lines per real line in each epoch (0 disables the generator).
     synthetic_ratio: float = 0.25
@@ -137,16 +146,27 @@ def train(
         val_set = val_set[: max(50, cfg.limit_lines // 5)]
     last = cfg.run_dir / "last.pt"
     resume = torch.load(last, map_location="cpu", weights_only=False) if last.exists() else None
+    init = None
     if resume:
         charset = Charset(resume["charset"])
         mcfg = CRNNConfig.from_dict(resume["config"])
+    elif cfg.init_from:
+        init = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
+        charset = Charset(list(init["charset"]))
+        mcfg = CRNNConfig.from_dict(init["config"])
     else:
         charset = Charset.build(s.text for s in train_set)
         mcfg = CRNNConfig(num_classes=len(charset), lstm_hidden=cfg.lstm_hidden, lstm_layers=cfg.lstm_layers)
-    model = CRNN(mcfg).to(device)
+    model = CRNN(mcfg)
+    state = TrainState()
+    if init is not None:
+        model.load_state_dict(init["state_dict"])
+        log.info("new run from the weights of %s (%s)", cfg.init_from, init.get("version"))
+        # Export only what beats the starting weights on the same validation lines.
+        state.best_cer = float(init.get("validation", {}).get("cer/val-seen", float("inf")))
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=3)
-    state = TrainState()
     py_rng = random.Random(cfg.seed)
     np_rng = np.random.default_rng(cfg.seed)
     if resume:
@@ -195,6 +215,11 @@ def train(
 
     while state.epoch < cfg.epochs:
         model.train()
+        if cfg.cosine:
+            # Per-epoch cosine decay (Loshchilov & Hutter, SGDR): computed from the epoch, so resumes agree.
+            ratio = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * state.epoch / cfg.epochs))
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * ratio
         # (image, labels, augment?): synthetic lines come already distorted by their renderer.
         items: list[tuple[np.ndarray, list[int], bool]] = [
             (s.image, e, cfg.augment) for s, e in zip(keep, encoded, strict=True)
@@ -205,8 +230,15 @@ def train(
                 if ids and fits_ctc(len(ids), _repeats(ids), img.shape[1], stride):
                     items.append((img, ids, False))
         batches = make_batches([it[0].shape[1] for it in items], cfg.batch_size, py_rng)
+        epoch_lrs = [group["lr"] for group in opt.param_groups]
         t0, seen, loss_sum = time.monotonic(), 0, 0.0
         for b, idx in enumerate(batches):
+            if state.step < cfg.warmup_steps:
+                for group, base in zip(opt.param_groups, epoch_lrs, strict=True):
+                    group["lr"] = base * (state.step + 1) / cfg.warmup_steps
+            elif state.step == cfg.warmup_steps:
+                for group, base in zip(opt.param_groups, epoch_lrs, strict=True):
+                    group["lr"] = base
             imgs = [augment_line(items[i][0], np_rng) if items[i][2] else items[i][0] for i in idx]
             labels = [items[i][1] for i in idx]
             x, widths = to_tensor_batch(imgs)
@@ -229,12 +261,19 @@ def train(
             if cfg.log_every and b % cfg.log_every == 0:
                 rate = seen / max(time.monotonic() - t0, 1e-6)
                 log.info(
-                    "epoch %d batch %d/%d loss %.3f (%.0f lines/s)", state.epoch, b, len(batches), loss.item(), rate
+                    "epoch %d batch %d/%d loss %.3f (epoch mean %.3f, %.0f lines/s)",
+                    state.epoch,
+                    b,
+                    len(batches),
+                    loss.item(),
+                    loss_sum / seen,
+                    rate,
                 )
         train_s = time.monotonic() - t0
         rates = evaluate_lines(recognizer, val_set)
         seen_cer = rates.get("val-seen", rates["all"]).cer
-        sched.step(seen_cer)
+        if not cfg.cosine:
+            sched.step(seen_cer)
         record = {
             "epoch": state.epoch,
             "step": state.step,

@@ -43,6 +43,7 @@ def test_training_learns_and_resumes(tmp_path, toy_cache):
         lstm_hidden=32,
         log_every=0,
         patience=100,
+        warmup_steps=4,
     )
     state = train(cfg)
     assert state.epoch == 4
@@ -67,3 +68,47 @@ def test_batches_cover_every_line_once_and_group_widths():
     assert flat == list(range(500))
     spread = np.mean([max(widths[i] for i in b) - min(widths[i] for i in b) for b in batches])
     assert spread < 200
+
+
+def test_fine_tuning_starts_from_given_weights_with_warmup_and_cosine_decay(tmp_path, toy_cache):
+    base = TrainConfig(
+        run_dir=tmp_path / "base",
+        cache=toy_cache,
+        export=tmp_path / "base.pt",
+        epochs=6,
+        batch_size=8,
+        lr=3e-3,
+        augment=False,
+        lstm_hidden=32,
+        log_every=0,
+        patience=100,
+        warmup_steps=4,
+    )
+    trained = train(base)
+    start_loss = trained.history[0]["loss"]
+    fine = TrainConfig(
+        run_dir=tmp_path / "fine",
+        cache=toy_cache,
+        export=tmp_path / "fine.pt",
+        epochs=3,
+        batch_size=8,
+        lr=1e-3,
+        augment=False,
+        log_every=0,
+        patience=100,
+        init_from=tmp_path / "base.pt",
+        cosine=True,
+        min_lr_ratio=0.1,
+        warmup_steps=6,
+    )
+    tuned = train(fine)
+    # The first epoch already trains from the learned weights, not from random ones.
+    assert tuned.history[0]["loss"] < start_loss * 0.6
+    lrs = [h["lr"] for h in tuned.history]
+    assert lrs == sorted(lrs, reverse=True) and lrs[0] <= 1e-3 and lrs[-1] >= 1e-4
+    # Nothing is exported unless it beats the starting weights' recorded validation CER.
+    import torch
+
+    start_cer = torch.load(tmp_path / "base.pt", weights_only=True)["validation"]["cer/val-seen"]
+    exported = (tmp_path / "fine.pt").exists()
+    assert exported == (min(h["cer/val-seen"] for h in tuned.history) < start_cer)
