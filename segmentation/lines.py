@@ -79,14 +79,19 @@ class SegmentationParams:
     max_one_stroke: float = 0.95  # ... at least this share of its columns crossing one stroke: an ornament, a dash
     min_contrast: float = 0.6  # ink contrast / the page's writing contrast, below: pencil, bleed-through
     min_background: float = 0.78  # median gray around the ink / paper gray, below: shadow, page edge
+    # Ditto marks ("), written in table cells and transcribed as lines, are smaller than any word.
+    ditto_height: tuple[float, float] = (0.15, 0.45)  # ink height (5-95 % of its rows)
+    ditto_stroke: float = 0.006  # a stroke has at least this ink area (spacing²) ...
+    ditto_stroke_height: float = 0.12  # ... is at least this tall ...
+    ditto_stroke_width: float = 0.3  # ... and at most this wide
     # Outline and baseline.
-    above: float = 0.5  # the polygon reaches at least this far above the baseline
-    below: float = 0.3  # ... and this far below it
-    reach: float = 1.2  # ink further from the baseline does not grow the polygon
-    pad_top: float = 0.3  # margin above the ink
+    above: float = 0.65  # the polygon reaches at least this far above the baseline
+    below: float = 0.2  # ... and this far below it
+    reach: float = 0.95  # ink further from the baseline does not grow the polygon
+    pad_top: float = 0.4  # margin above the ink
     pad_bottom: float = 0.25  # ... below it
-    pad_left: float = 0.3  # ... before the line's first ink
-    pad_right: float = 0.2  # ... after its last ink
+    pad_left: float = 0.25  # ... before the line's first ink
+    pad_right: float = 0.15  # ... after its last ink
     bin_width: float = 0.4  # width of the outline's steps and of the baseline fit's bins
     word_gap: float = 0.15  # a blank run wider than this separates words
 
@@ -377,22 +382,8 @@ def _one_stroke(row: _RowInk) -> float:
     return float((starts == 1).mean())
 
 
-def _looks_like_text(
-    row: _RowInk,
-    levelled: np.ndarray,
-    ink: np.ndarray,
-    tones: tuple[float, float],
-    spacing: float,
-    params: SegmentationParams,
-    typical: float = np.inf,
-) -> bool:
-    """Return False for ink that is no text line: a dot, a dash or ornament, a smudge, a pencil mark, shadow.
-
-    The thresholds sit at the 0.5th percentile of each measure over the lines
-    that match the LECTAUREP ground truth (train pages), so they drop little
-    real text. ``tones`` is (paper gray, median writing gray) of the page,
-    ``typical`` the median ink-per-column of its rows (in line spacings).
-    """
+def _sized_like_text(row: _RowInk, spacing: float, params: SegmentationParams, typical: float) -> bool:
+    """Return False for ink whose size or shape is no word's: a speck, a dot, a dash, an ornament, a blot."""
     n = len(row.xs)
     if n < params.min_line_ink * spacing * spacing:
         return False
@@ -411,6 +402,52 @@ def _looks_like_text(
     if height > params.max_ink_height:
         return False
     if width >= params.min_stroke_width and _one_stroke(row) >= params.max_one_stroke:
+        return False
+    return True
+
+
+def _is_ditto(row: _RowInk, spacing: float, params: SegmentationParams) -> bool:
+    """Return True when a row is one or two ditto marks ("): two to four short strokes side by side.
+
+    The ground truth transcribes a ditto in a table cell as a line of its
+    own; its ink is below every size threshold of words, so it is recognised
+    by its shape: separate strokes, each taller than wide, none a speck.
+    """
+    lo, hi = np.percentile(row.ys, [5, 95])
+    lo_h, hi_h = params.ditto_height
+    if not lo_h * spacing <= hi - lo <= hi_h * spacing:
+        return False
+    y0 = int(row.ys.min())
+    mask = np.zeros((int(row.ys.max()) - y0 + 1, row.x1 - row.x0 + 1), np.uint8)
+    mask[row.ys - y0, row.xs - row.x0] = 1
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if not 3 <= n <= 5:  # background + 2..4 strokes
+        return False
+    w, h, area = stats[1:, 2], stats[1:, 3], stats[1:, 4]
+    return bool(
+        (area >= params.ditto_stroke * spacing * spacing).all()
+        and (h >= params.ditto_stroke_height * spacing).all()
+        and (w <= params.ditto_stroke_width * spacing).all()
+    )
+
+
+def _looks_like_text(
+    row: _RowInk,
+    levelled: np.ndarray,
+    ink: np.ndarray,
+    tones: tuple[float, float],
+    spacing: float,
+    params: SegmentationParams,
+    typical: float = np.inf,
+) -> bool:
+    """Return False for ink that is no text line: a dot, a dash or ornament, a smudge, a pencil mark, shadow.
+
+    The thresholds sit at the 0.5th percentile of each measure over the lines
+    that match the LECTAUREP ground truth (train pages), so they drop little
+    real text. ``tones`` is (paper gray, median writing gray) of the page,
+    ``typical`` the median ink-per-column of its rows (in line spacings).
+    """
+    if not (_sized_like_text(row, spacing, params, typical) or _is_ditto(row, spacing, params)):
         return False
     paper, writing = tones
     # Contrast relative to the page's own writing: a faded hand is faint all

@@ -194,3 +194,20 @@ def test_ornament_under_a_header_is_no_line():
     seg = segment_page(PageImage(page))
     assert len(seg.lines) == 5
     assert all(ln.bbox[1] > 160 for ln in seg.lines)
+
+
+def test_ditto_marks_are_lines_and_specks_are_not():
+    # A ditto (") under a column entry is transcribed as a line of its own,
+    # though its ink is below every size threshold of words; a lone speck or
+    # a dot of the same size is no line.
+    page = np.full((700, 900), 225, np.uint8)
+    for i in range(5):
+        cv2.putText(page, "Durand rue de la Paix", (60, 250 + 60 * i), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.1, 20, 2)
+    for y in (250, 310, 370):
+        cv2.line(page, (700, y - 22), (696, y - 10), 20, 3)
+        cv2.line(page, (712, y - 22), (708, y - 10), 20, 3)
+    cv2.circle(page, (850, 560), 3, 20, -1)
+    seg = segment_page(PageImage(page))
+    dittos = [ln for ln in seg.lines if ln.bbox[0] > 650]
+    assert len(dittos) == 3, [ln.bbox for ln in dittos]
+    assert len(seg.lines) == 8
