@@ -84,6 +84,9 @@ class SegmentationParams:
     ditto_stroke: float = 0.006  # a stroke has at least this ink area (spacing²) ...
     ditto_stroke_height: float = 0.12  # ... is at least this tall ...
     ditto_stroke_width: float = 0.3  # ... and at most this wide
+    # Round stamps (the notary's, over the header) are no text.
+    stamp_radius: tuple[float, float] = (1.5, 5.0)  # radius range searched
+    stamp_share: float = 0.5  # a row with at least this share of its ink inside a stamp is dropped
     # Outline and baseline.
     above: float = 0.65  # the polygon reaches at least this far above the baseline
     below: float = 0.2  # ... and this far below it
@@ -614,6 +617,33 @@ def _column_walls(ruling: Ruling, grid: Grid, ink: np.ndarray, spacing: float) -
     return Ruling(ruling.horizontal_mask, ruling.vertical_mask & ~band, ruling.horizontal, keep)
 
 
+def find_stamps(
+    ink: np.ndarray, spacing: float, radius: tuple[float, float] = (1.5, 5.0)
+) -> list[tuple[float, float, float]]:
+    """Return the round stamps of a levelled ink mask as (x, y, radius) in its pixels.
+
+    A stamp is a circle of ink a few line spacings across (``radius`` in line
+    spacings); OpenCV's gradient Hough transform finds it on a half-size,
+    blurred copy, with a strict circularity vote so loops of writing do not count.
+    """
+    f = 0.5
+    small = cv2.resize(ink.astype(np.uint8) * 255, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), 1.5)
+    found = cv2.HoughCircles(
+        small,
+        cv2.HOUGH_GRADIENT_ALT,
+        dp=1.5,
+        minDist=3 * spacing * f,
+        param1=300,
+        param2=0.8,
+        minRadius=max(2, int(radius[0] * spacing * f)),
+        maxRadius=max(3, int(radius[1] * spacing * f)),
+    )
+    if found is None:
+        return []
+    return [(float(x / f), float(y / f), float(r / f)) for x, y, r in found.reshape(-1, 3)]
+
+
 def find_rows(page: PageImage, params: SegmentationParams | None = None) -> PageRows:
     """Return the working-frame analysis of a page: levelled ink, ruling, grid, line spacing and text rows."""
     params = params or SegmentationParams()
@@ -648,6 +678,9 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
     # A page written (or printed) with a fine pen has thin lines throughout.
     typical = float(np.median([len(r.xs) / (r.x1 - r.x0 + 1) / spacing for r in rows])) if rows else np.inf
     rows = [r for r in rows if _looks_like_text(r, levelled, ink, (paper, writing), spacing, params, typical)]
+    for cx, cy, radius in find_stamps(ink, spacing, params.stamp_radius):
+        reach = radius + 0.2 * spacing
+        rows = [r for r in rows if (np.hypot(r.xs - cx, r.ys - cy) < reach).mean() < params.stamp_share]
     return PageRows(tf, float(angle), levelled, ink, text, ruling, grid, spacing, rows)
 
 

@@ -6,7 +6,7 @@ from conftest import SPACING, DrawnPage, draw_register, rotate_page
 from ocr.groundtruth import read_alto
 from segmentation.crop import LINE_HEIGHT, crop_line
 from segmentation.evaluate import count_matches, match_lines
-from segmentation.lines import estimate_line_spacing, find_rows, paper_tone, segment_page
+from segmentation.lines import estimate_line_spacing, find_rows, find_stamps, paper_tone, segment_page
 from segmentation.loading import load_page_file
 from segmentation.types import PageImage, PageSegmentation
 
@@ -211,3 +211,18 @@ def test_ditto_marks_are_lines_and_specks_are_not():
     dittos = [ln for ln in seg.lines if ln.bbox[0] > 650]
     assert len(dittos) == 3, [ln.bbox for ln in dittos]
     assert len(seg.lines) == 8
+
+
+def test_round_stamp_is_no_line():
+    page = np.full((800, 900), 225, np.uint8)
+    for i in range(5):
+        cv2.putText(page, "Durand rue de la Paix", (60, 400 + 60 * i), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.1, 20, 2)
+    # The notary's stamp: a double ring with lettering inside.
+    cv2.circle(page, (650, 180), 130, 40, 4)
+    cv2.circle(page, (650, 180), 110, 40, 3)
+    cv2.putText(page, "NOTAIRE", (585, 190), cv2.FONT_HERSHEY_SIMPLEX, 0.9, 40, 2)
+    found = find_rows(PageImage(page))
+    stamps = find_stamps(found.ink, found.spacing)
+    assert stamps and all(abs(x - 650) < 10 and abs(y - 180) < 10 for x, y, _ in stamps), stamps
+    seg = segment_page(PageImage(page))
+    assert len(seg.lines) == 5, [ln.bbox for ln in seg.lines]
