@@ -14,8 +14,8 @@ length is measured in units of the page's own line spacing, estimated from it:
 4. grow a watershed from the ridges over the density map, so every ink
    component falls to the row it mostly sits in (components taller than a
    row are split pixel by pixel);
-5. split each row at wide gaps and at vertical rules (where the writing does
-   not run up to the rule from both sides), join the fragments of one line
+5. split each row at the rules around its table cell, at wide gaps and at
+   vertical rules (where the writing does not run up to the rule from both sides), join the fragments of one line
    (same baseline, small gap, no rule between), attach small pieces
    (superscripts, dots) to the line they belong to, and drop what is not
    writing (dots, dashes, ornaments, blots, pencil marks, page-edge shadow),
@@ -97,6 +97,7 @@ class SegmentationParams:
     pad_right: float = 0.15  # ... after its last ink
     bin_width: float = 0.4  # width of the outline's steps and of the baseline fit's bins
     word_gap: float = 0.15  # a blank run wider than this separates words
+    cell_reach: float = 0.3  # rules are extended this far at both ends when they close the table's cells
 
 
 @dataclass
@@ -352,6 +353,15 @@ def _assign_rows(text: np.ndarray, ruling: Ruling, spacing: float, params: Segme
     rlab = ridges[ry, rx]
     ridge_y = np.bincount(rlab, weights=ry / f, minlength=nreg) / np.maximum(np.bincount(rlab, minlength=nreg), 1)
 
+    # A row does not cross a rule: ink of one row on both sides of a
+    # horizontal rule (a speck under a header label) is split into pieces.
+    cell = _cells(ruling, text.shape, params.cell_reach * spacing)[ys, xs].astype(np.int64)
+    ncell = int(cell.max()) + 1
+    keys = np.where(row_of_pixel > 0, row_of_pixel * ncell + cell, 0)
+    uniq, inv = np.unique(np.concatenate([[0], keys]), return_inverse=True)  # 0 (no row) stays 0
+    row_of_pixel = inv[1:]
+    ridge_y = ridge_y[uniq // ncell]
+    nreg = len(uniq)
     order = np.argsort(row_of_pixel, kind="stable")
     bounds = np.searchsorted(row_of_pixel[order], np.arange(nreg + 1))
     rows: list[_RowInk] = []
@@ -365,6 +375,27 @@ def _assign_rows(text: np.ndarray, ruling: Ruling, spacing: float, params: Segme
             sel = idx[part]
             rows.append(_RowInk(ys[sel], xs[sel], float(ridge_y[r])))
     return rows
+
+
+def _cells(ruling: Ruling, shape: tuple[int, int], extend: float) -> np.ndarray:
+    """Return a label image (int32, working frame) of the areas the rules enclose: the table's cells.
+
+    Each rule is drawn ``extend`` pixels longer at both ends, so rules that do
+    not quite meet still close their cell. A pixel on a drawn rule takes the
+    label of the cell below it (or to its right).
+    """
+    canvas = np.ones(shape, np.uint8)
+    for r in ruling.horizontal + ruling.vertical:
+        ux, uy = (r.x1 - r.x0) / max(r.length, 1e-6), (r.y1 - r.y0) / max(r.length, 1e-6)
+        p0 = (int(round(r.x0 - extend * ux)), int(round(r.y0 - extend * uy)))
+        p1 = (int(round(r.x1 + extend * ux)), int(round(r.y1 + extend * uy)))
+        cv2.line(canvas, p0, p1, 0, 1)
+    labels = cv2.connectedComponents(canvas, connectivity=4)[1]
+    on_rule = labels == 0
+    labels[:-1][on_rule[:-1]] = labels[1:][on_rule[:-1]]
+    on_rule = labels == 0
+    labels[:, :-1][on_rule[:, :-1]] = labels[:, 1:][on_rule[:, :-1]]
+    return labels
 
 
 def _walls_at(ruling: Ruling, y: float, spacing: float) -> list[float]:
