@@ -14,9 +14,11 @@ length is measured in units of the page's own line spacing, estimated from it:
 4. grow a watershed from the ridges over the density map, so every ink
    component falls to the row it mostly sits in (components taller than a
    row are split pixel by pixel);
-5. split each row at the rules around its table cell, at wide gaps and at
-   vertical rules (where the writing does not run up to the rule from both sides), join the fragments of one line
-   (same baseline, small gap, no rule between), attach small pieces
+5. split each row at the rules around its table cell, at blank bands
+   across it (two rows that got one ridge), at wide gaps and at vertical
+   rules (where the writing does not run up to the rule from both sides),
+   join the fragments of one line (same baseline, small gap, no rule
+   between), attach small pieces
    (superscripts, dots) to the line they belong to, and drop what is not
    writing (dots, dashes, ornaments, blots, pencil marks, page-edge shadow),
    judging tones against the paper next to the text, not the whole scan;
@@ -97,6 +99,7 @@ class SegmentationParams:
     pad_right: float = 0.15  # ... after its last ink
     bin_width: float = 0.4  # width of the outline's steps and of the baseline fit's bins
     word_gap: float = 0.15  # a blank run wider than this separates words
+    stack_gap: float = 0.3  # a blank band across a row taller than this cuts it in two (two rows, one ridge)
     cell_reach: float = 0.3  # rules are extended this far at both ends when they close the table's cells
 
 
@@ -373,7 +376,14 @@ def _assign_rows(text: np.ndarray, ruling: Ruling, spacing: float, params: Segme
         walls = _walls_at(ruling, float(ridge_y[r]), spacing)
         for part in _split_gaps(xs[idx], gap, walls, params.wall_gap * spacing):
             sel = idx[part]
-            rows.append(_RowInk(ys[sel], xs[sel], float(ridge_y[r])))
+            # A row whose ink has a blank band across it holds two rows that
+            # got one ridge (a short word stacked over another, a faint line
+            # over a dense one): each band is a line of its own.
+            pieces = _split_stacked(ys[sel], params.stack_gap * spacing)
+            for piece in pieces:
+                sub = sel[piece]
+                ry = float(ridge_y[r]) if len(pieces) == 1 else float(np.median(ys[sub]))
+                rows.append(_RowInk(ys[sub], xs[sub], ry))
     return rows
 
 
@@ -396,6 +406,13 @@ def _cells(ruling: Ruling, shape: tuple[int, int], extend: float) -> np.ndarray:
     on_rule = labels == 0
     labels[:, :-1][on_rule[:, :-1]] = labels[:, 1:][on_rule[:, :-1]]
     return labels
+
+
+def _split_stacked(ys: np.ndarray, gap: float) -> list[np.ndarray]:
+    """Return index arrays of ``ys`` grouped into bands split by more than ``gap`` blank rows."""
+    order = np.argsort(ys, kind="stable")
+    breaks = np.nonzero(np.diff(ys[order]) > gap)[0]
+    return np.split(order, breaks + 1)
 
 
 def _walls_at(ruling: Ruling, y: float, spacing: float) -> list[float]:
