@@ -6,8 +6,17 @@ from conftest import SPACING, DrawnPage, draw_register, rotate_page
 from ocr.groundtruth import read_alto
 from segmentation.crop import LINE_HEIGHT, crop_line
 from segmentation.evaluate import count_matches, match_lines
-from segmentation.lines import estimate_line_spacing, find_rows, find_stamps, paper_tone, segment_page
+from segmentation.lines import (
+    _cells,
+    _split_stacked,
+    estimate_line_spacing,
+    find_rows,
+    find_stamps,
+    paper_tone,
+    segment_page,
+)
 from segmentation.loading import load_page_file
+from segmentation.rules import Rule, Ruling
 from segmentation.types import PageImage, PageSegmentation
 
 
@@ -226,3 +235,26 @@ def test_round_stamp_is_no_line():
     assert stamps and all(abs(x - 650) < 10 and abs(y - 180) < 10 for x, y, _ in stamps), stamps
     seg = segment_page(PageImage(page))
     assert len(seg.lines) == 5, [ln.bbox for ln in seg.lines]
+
+
+def test_stacked_rows_are_cut_at_a_blank_band():
+    # A short header word over another with one ridge between them: the blank
+    # band across the ink cuts them apart; an accent just over its letter stays.
+    ys = np.array([10, 11, 12, 30, 31, 33, 34, 36])
+    pieces = _split_stacked(ys, gap=10)
+    assert [sorted(ys[p].tolist()) for p in pieces] == [[10, 11, 12], [30, 31, 33, 34, 36]]
+    assert len(_split_stacked(ys[3:], gap=10)) == 1
+
+
+def test_cells_are_closed_by_rules_that_do_not_quite_meet():
+    shape = (200, 300)
+    ruling = Ruling(
+        np.zeros(shape, bool),
+        np.zeros(shape, bool),
+        [Rule(20, 10, 280, 10, 2), Rule(20, 100, 276, 100, 2), Rule(20, 190, 280, 190, 2)],  # middle: short
+        [Rule(20, 10, 20, 190, 2), Rule(280, 10, 280, 190, 2)],
+    )
+    cells = _cells(ruling, shape, extend=8)
+    assert cells[50, 150] != cells[150, 150]  # above and below the rule
+    assert cells[50, 100] == cells[50, 250]
+    assert cells[50, 150] != cells[50, 290]  # outside the table
