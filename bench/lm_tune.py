@@ -163,7 +163,7 @@ def objective(rates: ErrorRates, greedy: ErrorRates) -> float:
 
 
 #: Stage 1 searches the LM weight and word bonus; stage 2 the OOV and name offsets around the best of stage 1.
-STAGE1 = {"alpha": (0.1, 0.2, 0.35, 0.5, 0.8), "beta": (0.0, 1.0, 2.0, 3.5)}
+STAGE1 = {"alpha": (0.1, 0.2, 0.3, 0.4, 0.5), "beta": (0.0, 1.0, 1.5, 2.5, 3.5)}
 STAGE2 = {"unk_score_offset": (-10.0, -6.0, -3.0), "name_score_offset": (-1.0, 0.0, 1.0)}
 QUICK_STAGE1 = {"alpha": (0.3, 0.6), "beta": (0.5, 2.0)}
 QUICK_STAGE2 = {"unk_score_offset": (-10.0, -5.0), "name_score_offset": (0.0,)}

@@ -54,7 +54,7 @@ class DecoderConfig:
     unk_score_offset: float = -6.0
     #: log10 added to the class score of a name the model knows only from the name lists.
     name_score_offset: float = 0.0
-    beam_width: int = 16
+    beam_width: int = 32
     #: Beams scoring this far (natural log) below the best are dropped.
     beam_prune_logp: float = -5.0
     #: Characters below this log-probability in a frame are not tried (the frame's best always is).
