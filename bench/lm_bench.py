@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="300 lines for accuracy, 100 for speed, two beam widths")
     parser.add_argument("--speed-lines", type=int, default=400)
     parser.add_argument("--beam-widths", type=int, nargs="+", default=[4, 8, 16, 32, 64])
+    parser.add_argument("--no-speed", action="store_true", help="accuracy only (speed needs an otherwise idle machine)")
     args = parser.parse_args()
 
     vs = validation_set(args.model)
@@ -178,6 +179,8 @@ def main() -> None:
             f"{right / max(total, 1):.1%} of {total} | {per_split['val-seen']:.4f} | {per_split['val-unseen']:.4f} |"
         )
 
+    if args.no_speed:
+        return
     n_speed = 100 if args.quick else args.speed_lines
     widths = [8, 16] if args.quick else args.beam_widths
     speed_lines = vs.logprobs[:n_speed]
