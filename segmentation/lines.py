@@ -79,8 +79,6 @@ class SegmentationParams:
     max_thickness: float = 0.31  # more: a solid blot
     min_stroke_width: float = 1.5  # wider, and ...
     max_one_stroke: float = 0.95  # ... at least this share of its columns crossing one stroke: an ornament, a dash
-    min_flourish_width: float = 0.8  # wider, and ...
-    max_one_stroke_both: float = 0.7  # ... this share of its columns and its pixel rows crossing one stroke: a flourish
     min_contrast: float = 0.6  # ink contrast / the page's writing contrast, below: pencil, bleed-through
     min_background: float = 0.78  # median gray around the ink / paper gray, below: shadow, page edge
     # Ditto marks ("), written in table cells and transcribed as lines, are smaller than any word.
@@ -435,11 +433,6 @@ def _one_stroke(row: _RowInk) -> float:
     return float((starts == 1).mean())
 
 
-def _one_stroke_rows(row: _RowInk) -> float:
-    """Return the share of a row's pixel rows that cross exactly one stroke, counting blank rows as not."""
-    return _one_stroke(_RowInk(row.xs, row.ys, row.ridge_y))  # transposed: rows become columns
-
-
 def _sized_like_text(row: _RowInk, spacing: float, params: SegmentationParams, typical: float) -> bool:
     """Return False for ink whose size or shape is no word's: a speck, a dot, a dash, an ornament, a blot."""
     n = len(row.xs)
@@ -460,13 +453,6 @@ def _sized_like_text(row: _RowInk, spacing: float, params: SegmentationParams, t
     if height > params.max_ink_height:
         return False
     if width >= params.min_stroke_width and _one_stroke(row) >= params.max_one_stroke:
-        return False
-    # A diagonal stroke or a signature's flourish crosses one stroke both
-    # along and across; writing crosses several along most of its pixel rows.
-    if (
-        width >= params.min_flourish_width
-        and min(_one_stroke(row), _one_stroke_rows(row)) >= params.max_one_stroke_both
-    ):
         return False
     return True
 

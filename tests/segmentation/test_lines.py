@@ -258,13 +258,3 @@ def test_cells_are_closed_by_rules_that_do_not_quite_meet():
     assert cells[50, 150] != cells[150, 150]  # above and below the rule
     assert cells[50, 100] == cells[50, 250]
     assert cells[50, 150] != cells[50, 290]  # outside the table
-
-
-def test_diagonal_stroke_is_no_line():
-    page = np.full((700, 900), 225, np.uint8)
-    for i in range(5):
-        cv2.putText(page, "Durand rue de la Paix", (60, 250 + 60 * i), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.1, 20, 2)
-    # A pen stroke across an empty cell, as a flourish or a cancelled entry.
-    cv2.line(page, (650, 160), (720, 90), 20, 5)
-    seg = segment_page(PageImage(page))
-    assert len(seg.lines) == 5, [ln.bbox for ln in seg.lines]
