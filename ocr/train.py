@@ -233,12 +233,10 @@ def train(
         epoch_lrs = [group["lr"] for group in opt.param_groups]
         t0, seen, loss_sum = time.monotonic(), 0, 0.0
         for b, idx in enumerate(batches):
-            if state.step < cfg.warmup_steps:
+            if state.step <= cfg.warmup_steps:
+                scale = min(1.0, (state.step + 1) / max(cfg.warmup_steps, 1))
                 for group, base in zip(opt.param_groups, epoch_lrs, strict=True):
-                    group["lr"] = base * (state.step + 1) / cfg.warmup_steps
-            elif state.step == cfg.warmup_steps:
-                for group, base in zip(opt.param_groups, epoch_lrs, strict=True):
-                    group["lr"] = base
+                    group["lr"] = base * scale
             imgs = [augment_line(items[i][0], np_rng) if items[i][2] else items[i][0] for i in idx]
             labels = [items[i][1] for i in idx]
             x, widths = to_tensor_batch(imgs)

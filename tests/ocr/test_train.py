@@ -31,25 +31,22 @@ def toy_cache(tmp_path):
     return cache
 
 
-def test_training_learns_and_resumes(tmp_path, toy_cache):
-    cfg = TrainConfig(
-        run_dir=tmp_path / "run",
-        cache=toy_cache,
-        export=tmp_path / "model.pt",
-        epochs=4,
-        batch_size=8,
-        lr=3e-3,
-        augment=False,
-        lstm_hidden=32,
-        log_every=0,
-        patience=100,
-        warmup_steps=4,
+def toy_config(tmp_path, cache, name: str, **overrides) -> TrainConfig:
+    """Return a small CPU training config on the toy cache, run in ``tmp_path/name``."""
+    settings = dict(
+        epochs=4, batch_size=8, lr=3e-3, augment=False, lstm_hidden=32, log_every=0, patience=100, warmup_steps=4
     )
+    settings.update(overrides)
+    return TrainConfig(run_dir=tmp_path / name, cache=cache, export=tmp_path / f"{name}.pt", **settings)
+
+
+def test_training_learns_and_resumes(tmp_path, toy_cache):
+    cfg = toy_config(tmp_path, toy_cache, "run")
     state = train(cfg)
     assert state.epoch == 4
     losses = [h["loss"] for h in state.history]
     assert losses[-1] < losses[0] * 0.6
-    assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "model.pt").exists()
+    assert (tmp_path / "run" / "last.pt").exists() and (tmp_path / "run.pt").exists()
     history = [json.loads(x) for x in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
 
@@ -71,31 +68,15 @@ def test_batches_cover_every_line_once_and_group_widths():
 
 
 def test_fine_tuning_starts_from_given_weights_with_warmup_and_cosine_decay(tmp_path, toy_cache):
-    base = TrainConfig(
-        run_dir=tmp_path / "base",
-        cache=toy_cache,
-        export=tmp_path / "base.pt",
-        epochs=6,
-        batch_size=8,
-        lr=3e-3,
-        augment=False,
-        lstm_hidden=32,
-        log_every=0,
-        patience=100,
-        warmup_steps=4,
-    )
+    base = toy_config(tmp_path, toy_cache, "base", epochs=6)
     trained = train(base)
     start_loss = trained.history[0]["loss"]
-    fine = TrainConfig(
-        run_dir=tmp_path / "fine",
-        cache=toy_cache,
-        export=tmp_path / "fine.pt",
+    fine = toy_config(
+        tmp_path,
+        toy_cache,
+        "fine",
         epochs=3,
-        batch_size=8,
         lr=1e-3,
-        augment=False,
-        log_every=0,
-        patience=100,
         init_from=tmp_path / "base.pt",
         cosine=True,
         min_lr_ratio=0.1,
