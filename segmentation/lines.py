@@ -48,6 +48,10 @@ from segmentation.words import find_words
 #: Pixel budget of the working image: enough for thin pen strokes, small enough for ≤ 2 s/page.
 WORK_PIXELS = 3_600_000
 
+#: Fewer ink pixels (working frame) do not resolve a pen stroke's shape: on a tiny scan, where the
+#: pen is a pixel wide, every number looks like one lone stroke.
+MIN_STROKE_PIXELS = 64
+
 
 @dataclass(frozen=True)
 class SegmentationParams:
@@ -79,6 +83,10 @@ class SegmentationParams:
     max_thickness: float = 0.31  # more: a solid blot
     min_stroke_width: float = 1.5  # wider, and ...
     max_one_stroke: float = 0.95  # ... at least this share of its columns crossing one stroke: an ornament, a dash
+    # A lone pen stroke (a tick, a slash, a brace under a header) crosses one stroke along and across and is
+    # elongated (ratio of the principal axes of its pixels): (share of columns and rows, ratio) pairs.
+    single_stroke: tuple[tuple[float, float], ...] = ((0.9, 4.0), (0.55, 9.0))
+    single_stroke_slope: float = 60.0  # ... unless steeper than this (degrees): a one
     min_contrast: float = 0.6  # ink contrast / the page's writing contrast, below: pencil, bleed-through
     min_background: float = 0.78  # median gray around the ink / paper gray, below: shadow, page edge
     # Ditto marks ("), written in table cells and transcribed as lines, are smaller than any word.
@@ -454,7 +462,42 @@ def _sized_like_text(row: _RowInk, spacing: float, params: SegmentationParams, t
         return False
     if width >= params.min_stroke_width and _one_stroke(row) >= params.max_one_stroke:
         return False
+    if _is_single_stroke(row, params.single_stroke, params.single_stroke_slope):
+        return False
     return True
+
+
+def _principal_axis(row: _RowInk) -> tuple[float, float]:
+    """Return the elongation (major / minor standard deviation) of a row's ink pixels and the major axis' slope.
+
+    The slope is the major axis' angle from the horizontal, in degrees (0–90).
+    """
+    if len(row.xs) < 3:
+        return 1.0, 0.0
+    (low, high), vectors = np.linalg.eigh(np.cov(np.stack([row.xs, row.ys]).astype(np.float64)))
+    dx, dy = vectors[:, 1]
+    return float(np.sqrt(high / max(low, 1e-6))), float(np.degrees(np.arctan2(abs(dy), abs(dx))))
+
+
+def _is_single_stroke(row: _RowInk, limits: Sequence[tuple[float, float]], max_slope: float) -> bool:
+    """Return True when a row is one lone pen stroke: a tick or slash beside a number, a brace under a header.
+
+    Writing crosses several strokes along most of its pixel rows (letters stand
+    side by side); a lone stroke crosses one, along its columns and its rows,
+    and its pixels spread along one direction. ``limits`` holds pairs (least
+    share of columns and rows crossing one stroke, least elongation): a
+    straighter stroke needs a lower elongation. A stroke steeper than
+    ``max_slope`` degrees is kept: a one is written as a lone upright stroke.
+    """
+    if len(row.xs) < MIN_STROKE_PIXELS:
+        return False
+    share = min(_one_stroke(row), _one_stroke(_RowInk(row.xs, row.ys, row.ridge_y)))  # transposed: rows as columns
+    if share < min(s for s, _ in limits):
+        return False
+    elongation, slope = _principal_axis(row)
+    if slope > max_slope:
+        return False  # upright: a digit one
+    return any(share >= s and elongation >= e for s, e in limits)
 
 
 def _is_ditto(row: _RowInk, spacing: float, params: SegmentationParams) -> bool:

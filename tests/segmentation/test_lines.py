@@ -258,3 +258,19 @@ def test_cells_are_closed_by_rules_that_do_not_quite_meet():
     assert cells[50, 150] != cells[150, 150]  # above and below the rule
     assert cells[50, 100] == cells[50, 250]
     assert cells[50, 150] != cells[50, 290]  # outside the table
+
+
+def test_lone_pen_strokes_are_no_lines_but_a_one_is():
+    # A tick slashed beside an entry and a brace under a header are one lone
+    # stroke each; an upright one written as a single stroke is a line.
+    page = np.full((700, 900), 225, np.uint8)
+    for i in range(5):
+        cv2.putText(page, "Durand rue de la Paix", (60, 250 + 60 * i), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.1, 20, 2)
+    for y in (250, 370):
+        cv2.line(page, (640, y - 28), (672, y - 6), 20, 3)  # a tick (\)
+    cv2.line(page, (758, 494), (768, 450), 20, 4)  # a one
+    cv2.ellipse(page, (450, 130), (160, 10), 0, 180, 360, 30, 3)  # a brace's arc
+    seg = segment_page(PageImage(page))
+    assert len(seg.lines) == 6, [ln.bbox for ln in seg.lines]
+    assert all(ln.bbox[1] > 160 for ln in seg.lines)
+    assert [ln.bbox[0] > 700 for ln in seg.lines].count(True) == 1
