@@ -361,6 +361,16 @@ class BeamDecoder:
             self.language_model.reset_params(**params)
         self._close_pool()
 
+    def set_hotwords(self, hotwords: Iterable[str], weight: float | None = None) -> None:
+        """Replace the hotwords (and their weight) without reloading the LM; pool workers are restarted."""
+        if weight is not None:
+            self.config.hotword_weight = float(weight)
+        self.hotwords = expand_hotwords(hotwords)
+        _REGISTRY[self._key].hotword_scorer = HotwordScorer.build_scorer(
+            self.hotwords, weight=self.config.hotword_weight
+        )
+        self._close_pool()
+
     def _get_pool(self) -> Pool | None:
         if self.config.processes <= 1:
             return None

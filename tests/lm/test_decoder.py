@@ -139,6 +139,17 @@ def test_hotwords_change_the_result(labels: list[str], tiny_lm: LMInfo) -> None:
         assert hot_lm.decode_batch([lp])[0].text == "Mantel, rentier"
 
 
+def test_set_hotwords_replaces_them_in_every_worker(labels: list[str]) -> None:
+    lp = peaked(labels, spell("Mantel, rentier", confusions={2: {"r": 0.5, "n": 0.45}}))
+    with BeamDecoder(labels, None, DecoderConfig(processes=2), hotwords=["MANTEL"]) as dec:
+        assert {line.text for line in dec.decode_batch([lp] * 4)} == {"Mantel, rentier"}
+        dec.set_hotwords([])
+        assert {line.text for line in dec.decode_batch([lp] * 4)} == {"Martel, rentier"}
+        dec.set_hotwords(["Mantel"], weight=5.0)
+        assert dec.config.hotword_weight == 5.0
+        assert {line.text for line in dec.decode_batch([lp] * 4)} == {"Mantel, rentier"}
+
+
 def random_lines(labels: list[str], n: int, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     texts = ["Dupont (Jean Pierre) rentier", "Martin (Louis), demt à Paris", "Vente par Mr Garnier", "rue du Bac, 4"]
