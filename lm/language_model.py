@@ -143,19 +143,37 @@ class RegisterLanguageModel(AbstractLanguageModel):
 
     def word_logp(self, state: kenlm.State, word: str, is_last_word: bool = False) -> tuple[float, kenlm.State]:
         """Return ``(log10 probability, next state)`` of a space-free word (plus ``</s>`` when it ends the line)."""
-        total = 0.0
+        logp, state, _ = self._scored_word(state, word, is_last_word)
+        return logp, state
+
+    def _scored_word(self, state: kenlm.State, word: str, is_last_word: bool) -> tuple[float, kenlm.State, int]:
+        """Return ``(log10 probability, next state, words it reads as)`` of a space-free word.
+
+        A glued word read through its fallback (``deFrance`` as ``de France``)
+        counts as the words it is read as.
+        """
+        total, words = 0.0, 1
         for token in lm_tokens(word):
-            for part in self._known_reading(token) or [token]:
+            reading = self._known_reading(token) or [token]
+            words += len(reading) - 1
+            for part in reading:
                 logp, state = self.token_logp(state, part)
                 total += logp
         if is_last_word and self.score_boundary:
             total += self._kenlm.BaseScore(state, "</s>", kenlm.State())
-        return total, state
+        return total, state, words
 
     def score(self, prev_state: kenlm.State, word: str, is_last_word: bool = False) -> tuple[float, kenlm.State]:
-        """Return pyctcdecode's fused word score ``alpha * ln P(word | context) + beta`` and the next state."""
-        logp, state = self.word_logp(prev_state, word, is_last_word)
-        return self.alpha * logp * LOG_BASE_CHANGE_FACTOR + self.beta, state
+        """Return pyctcdecode's fused word score ``alpha * ln P(word | context) + beta`` and the next state.
+
+        The word bonus ``beta`` is paid per word the LM reads, so a glued word
+        (``deFrance``, as transcribers write what the clerk wrote without a gap)
+        and its split form (``de France``) tie on the LM side and the
+        recognizer decides whether there was a gap; with one bonus per
+        space-separated word the split form always won.
+        """
+        logp, state, words = self._scored_word(prev_state, word, is_last_word)
+        return self.alpha * logp * LOG_BASE_CHANGE_FACTOR + self.beta * words, state
 
     def line_logp(self, text: str) -> float:
         """Return the log10 probability of a whole line (``</s>`` included when boundaries are scored)."""

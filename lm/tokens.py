@@ -63,16 +63,24 @@ _GLUED_PARTICLE = re.compile(
 )
 
 
+# Lower-case glue ("delouer", "unemaison") is tried only for an unknown token
+# (the LM checks that every part is known) and with a rest of three letters or more.
+_GLUED_LOWER = re.compile(r"^(dela|des|de|du|la|le|les|au|aux|à|et|en|par|pour|sur|une|un)(?=[a-zà-öø-ÿ])")
+
+
 def fallback_tokens(token: str) -> list[str] | None:
     """Return another reading of an LM token the model does not know, or None.
 
     Superscript marks are dropped (``M^r`` → ``Mr``) and a glued particle is
-    split off (``deSoissons`` → ``de Soissons``).
+    split off (``deSoissons`` → ``de Soissons``, ``delouer`` → ``de louer``).
     """
     if "^" in token and token.replace("^", ""):
         return [token.replace("^", "")]
     m = _GLUED_PARTICLE.match(token)
     if m and len(token) > m.end():
+        return [m.group(1), token[m.end() :]]
+    m = _GLUED_LOWER.match(token)
+    if m and len(token) - m.end() >= 3:
         return [m.group(1), token[m.end() :]]
     return None
 

@@ -34,6 +34,16 @@ def test_words_names_and_unknowns(register_lm: RegisterLanguageModel) -> None:
     assert line("Dupont (Jean Pierre) marchand") > line("Dupont (Jean Pierre) marxand")
 
 
+def test_glued_word_ties_with_its_split_form(register_lm: RegisterLanguageModel) -> None:
+    # "deGimonet" (a transcriber's glue) and "de Gimonet" read as the same LM words and earn the same
+    # word bonus, so the recognizer's gap decides between them.
+    start = register_lm.get_start_state()
+    glued, _ = register_lm.score(start, "deGimonet")
+    de, state = register_lm.score(start, "de")
+    name, _ = register_lm.score(state, "Gimonet")
+    assert glued == pytest.approx(de + name)
+
+
 def test_partial_words(register_lm: RegisterLanguageModel) -> None:
     partial = register_lm.score_partial_token
     for known in ("Gimo", "(Gim", "Dupont,", "(Jean)", "deGim", "1", "12,", "", "("):
