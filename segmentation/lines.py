@@ -108,6 +108,9 @@ class SegmentationParams:
     bin_width: float = 0.4  # width of the outline's steps and of the baseline fit's bins
     word_gap: float = 0.15  # a blank run wider than this separates words
     stack_gap: float = 0.3  # a blank band across a row taller than this cuts it in two (two rows, one ridge)
+    label_gap: float = 0.12  # a word over the middle of a longer one, this far above it, is a line (a header's "de")
+    label_width: float = 0.3  # ... when at least this wide, and the longer word runs this far past both its ends
+    label_size: float = 2.5  # its vertical margins are those of a line spacing this many times its ink height
     cell_reach: float = 0.3  # rules are extended this far at both ends when they close the table's cells
 
 
@@ -120,6 +123,7 @@ class _RowInk:
     ridge_y: float
     x0: int = 0
     x1: int = 0
+    label: bool = False  # a small label printed over a longer one: its margins follow its own size
 
     def __post_init__(self) -> None:
         self.x0, self.x1 = int(self.xs.min()), int(self.xs.max())
@@ -248,13 +252,19 @@ def _split_gaps(xs: np.ndarray, gap: float, walls: Sequence[float] = (), wall_ga
 
 
 def _outline(
-    ys: np.ndarray, xs: np.ndarray, base: np.ndarray, spacing: float, params: SegmentationParams
+    ys: np.ndarray,
+    xs: np.ndarray,
+    base: np.ndarray,
+    spacing: float,
+    params: SegmentationParams,
+    height: float | None = None,
 ) -> np.ndarray:
     """Return a line's polygon (N, 2): its padded ink outline, never thinner than the baseline band.
 
     The band reaches ``above`` over and ``below`` under the baseline. Ink
     further than ``reach`` from the baseline (a flourish, a neighbour's
-    descender) does not grow it.
+    descender) does not grow it. Vertical lengths are in units of ``height``
+    (the line spacing unless given), horizontal ones of ``spacing``.
     """
     bin_w = max(2.0, params.bin_width * spacing)
     x0, x1 = int(xs.min()), int(xs.max())
@@ -265,14 +275,15 @@ def _outline(
     centres = x0 + (np.arange(nb) + 0.5) * bin_w
     base_y = by0 + slope * (centres - bx0)
     rel = ys - (by0 + slope * (xs - bx0))
-    reach = params.reach * spacing
+    height = height or spacing  # the unit of the vertical margins
+    reach = params.reach * height
     keep = (rel > -reach) & (rel < reach)
     tb = np.full(nb, np.inf)
     bb = np.full(nb, -np.inf)
     np.minimum.at(tb, b[keep], ys[keep])
     np.maximum.at(bb, b[keep], ys[keep] + 1)
-    top = np.minimum(base_y - params.above * spacing, tb - params.pad_top * spacing)
-    bot = np.maximum(base_y + params.below * spacing, bb + params.pad_bottom * spacing)
+    top = np.minimum(base_y - params.above * height, tb - params.pad_top * height)
+    bot = np.maximum(base_y + params.below * height, bb + params.pad_bottom * height)
     idx = np.arange(nb)
     left = x0 + idx * bin_w - np.where(idx == 0, params.pad_left * spacing, 0)
     right = np.minimum(x0 + (idx + 1) * bin_w, x1 + 1) + np.where(idx == nb - 1, params.pad_right * spacing, 0)
@@ -393,6 +404,23 @@ def _assign_rows(text: np.ndarray, ruling: Ruling, spacing: float, params: Segme
                 ry = float(ridge_y[r]) if len(pieces) == 1 else float(np.median(ys[sub]))
                 rows.append(_RowInk(ys[sub], xs[sub], ry))
     return rows
+
+
+def _stacked_over(piece: _RowInk, host: _RowInk, spacing: float, params: SegmentationParams) -> bool:
+    """Return True when ``piece`` is a short label printed over the middle of ``host`` (a header's "de").
+
+    In a header cell a small word ("de", "du") is often printed centred over a
+    longer one ("l'Enregistrement"): it is a line of its own, not a
+    superscript. Under its own columns the longer word's ink starts after a
+    blank band taller than ``label_gap``; it is at least ``label_width`` wide
+    (an accent or a dot is not), and the longer word runs that far past both
+    its ends (a superscript sits at a word's end, over no ink of its own line).
+    """
+    reach = params.label_width * spacing
+    if piece.x1 - piece.x0 < reach or piece.x0 - host.x0 < reach or host.x1 - piece.x1 < reach:
+        return False
+    under = host.ys[(host.xs >= piece.x0) & (host.xs <= piece.x1)]
+    return bool(len(under)) and int(under.min()) > int(piece.ys.max()) + params.label_gap * spacing
 
 
 def _cells(ruling: Ruling, shape: tuple[int, int], extend: float) -> np.ndarray:
@@ -653,6 +681,9 @@ def _attach_small(rows: list[_RowInk], ruling: Ruling, spacing: float, params: S
                 xa, xb = (r.x1, b.x0) if r.x1 < b.x0 else (b.x1, r.x0)
                 if _crosses_rule(ruling, xa, xb, cy, 0.5 * spacing):
                     continue
+            if _stacked_over(r, rows[j], spacing, params):
+                r.label = True
+                continue
             host[int(i)] = j
             break
     if not host:
@@ -833,7 +864,11 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
     lines: list[Line] = []
     for i, row in enumerate(sorted(found.rows, key=lambda r: _reading_key(r, grid))):
         base_w = _baseline(row.ys, row.xs, bin_w)
-        poly_w = _outline(row.ys, row.xs, base_w, spacing, params)
+        height = spacing
+        if row.label:  # a small printed label: margins at its own size, not at the handwriting's
+            lo, hi = np.percentile(row.ys, [5, 95])
+            height = min(spacing, params.label_size * (hi - lo + 1))
+        poly_w = _outline(row.ys, row.xs, base_w, spacing, params, height=height)
         col = grid.column_at((row.x0 + row.x1) / 2) if grid.found else None
         cell = None
         if col is not None:

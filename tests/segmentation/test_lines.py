@@ -274,3 +274,21 @@ def test_lone_pen_strokes_are_no_lines_but_a_one_is():
     assert len(seg.lines) == 6, [ln.bbox for ln in seg.lines]
     assert all(ln.bbox[1] > 160 for ln in seg.lines)
     assert [ln.bbox[0] > 700 for ln in seg.lines].count(True) == 1
+
+
+def test_small_label_over_a_longer_one_is_a_line_of_its_own():
+    # A header's "de" printed small over the middle of "l'Enregistrement" is
+    # a line of its own; a superscript at a word's end stays with its word.
+    page = np.full((700, 900), 225, np.uint8)
+    for i in range(5):
+        cv2.putText(page, "Durand rue de la Paix", (60, 250 + 60 * i), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.1, 20, 2)
+    cv2.putText(page, "de", (585, 94), cv2.FONT_HERSHEY_SIMPLEX, 0.6, 20, 2)
+    cv2.putText(page, "Enregistrement", (500, 130), cv2.FONT_HERSHEY_SIMPLEX, 0.8, 20, 2)
+    cv2.putText(page, "Mme", (520, 250), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 1.1, 20, 2)
+    cv2.putText(page, "lle", (578, 232), cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, 0.6, 20, 1)
+    seg = segment_page(PageImage(page))
+    header = sorted((ln for ln in seg.lines if ln.bbox[1] < 150), key=lambda ln: ln.bbox[1])
+    assert len(header) == 2, [ln.bbox for ln in header]
+    de, word = header
+    assert de.bbox[1] < word.bbox[1] and 570 <= de.bbox[0] and de.bbox[2] <= 640, (de.bbox, word.bbox)
+    assert len([ln for ln in seg.lines if ln.bbox[0] > 480 and 180 < ln.bbox[3] < 300]) == 1
