@@ -542,14 +542,16 @@ def _is_ditto(row: _RowInk, spacing: float, params: SegmentationParams) -> bool:
     y0 = int(row.ys.min())
     mask = np.zeros((int(row.ys.max()) - y0 + 1, row.x1 - row.x0 + 1), np.uint8)
     mask[row.ys - y0, row.xs - row.x0] = 1
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if not 3 <= n <= 5:  # background + 2..4 strokes
-        return False
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     w, h, area = stats[1:, 2], stats[1:, 3], stats[1:, 4]
+    # Specks beside the strokes (a dot, a crumb of a removed rule) do not count.
+    stroke = (area >= params.ditto_stroke * spacing * spacing) | (h >= params.ditto_stroke_height * spacing)
+    if not 2 <= stroke.sum() <= 4:
+        return False
     return bool(
-        (area >= params.ditto_stroke * spacing * spacing).all()
-        and (h >= params.ditto_stroke_height * spacing).all()
-        and (w <= params.ditto_stroke_width * spacing).all()
+        (area[stroke] >= params.ditto_stroke * spacing * spacing).all()
+        and (h[stroke] >= params.ditto_stroke_height * spacing).all()
+        and (w[stroke] <= params.ditto_stroke_width * spacing).all()
     )
 
 

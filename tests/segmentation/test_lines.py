@@ -7,7 +7,10 @@ from ocr.groundtruth import read_alto
 from segmentation.crop import LINE_HEIGHT, crop_line
 from segmentation.evaluate import count_matches, match_lines
 from segmentation.lines import (
+    SegmentationParams,
     _cells,
+    _is_ditto,
+    _RowInk,
     _split_stacked,
     estimate_line_spacing,
     find_rows,
@@ -292,3 +295,16 @@ def test_small_label_over_a_longer_one_is_a_line_of_its_own():
     de, word = header
     assert de.bbox[1] < word.bbox[1] and 570 <= de.bbox[0] and de.bbox[2] <= 640, (de.bbox, word.bbox)
     assert len([ln for ln in seg.lines if ln.bbox[0] > 480 and 180 < ln.bbox[3] < 300]) == 1
+
+
+def test_ditto_with_a_speck_beside_it_is_still_a_ditto():
+    # Two short strokes and a crumb of a removed rule under them.
+    mask = np.zeros((40, 40), bool)
+    mask[5:20, 10:13] = True
+    mask[5:20, 22:25] = True
+    mask[21:23, 15:18] = True
+    ys, xs = np.nonzero(mask)
+    row = _RowInk(ys, xs, 12.0)
+    assert _is_ditto(row, 50.0, SegmentationParams())
+    one = _RowInk(ys[xs < 15], xs[xs < 15], 12.0)  # a single stroke and the crumb: no ditto
+    assert not _is_ditto(one, 50.0, SegmentationParams())
