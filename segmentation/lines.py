@@ -80,7 +80,7 @@ class SegmentationParams:
     max_ink_height: float = 1.35  # taller: a blot, a stamp, the leftover of a rule
     min_thickness: float = 0.088  # less mean ink per column: a lone pen stroke, an ornament...
     min_thickness_rel: float = 0.6  # ... unless the page's lines are thin too: this share of their median
-    max_thickness: float = 0.31  # more: a solid blot
+    max_thickness: float = 0.35  # more: a solid blot (bold digits reach 0.34)
     min_stroke_width: float = 1.5  # wider, and ...
     max_one_stroke: float = 0.95  # ... at least this share of its columns crossing one stroke: an ornament, a dash
     # A lone pen stroke (a tick, a slash, a brace under a header) crosses one stroke along and across and is
