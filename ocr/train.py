@@ -62,6 +62,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
+    #: bfloat16 autocast on CPU: ~1.5x faster steps where oneDNN has AMX (Intel Sapphire Rapids and later),
+    #: slower on CPUs without bf16 units. CUDA always trains in float16 mixed precision.
+    bf16: bool = False
     max_minutes: float | None = None
     #: Stop after this many epochs without a better seen-hand validation CER.
     patience: int = 12
@@ -210,6 +213,9 @@ def train(
     )
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     scaler = torch.amp.GradScaler("cuda", enabled=device == "cuda")
+    # Mixed precision: float16 with loss scaling on CUDA; bfloat16 (no scaling needed) on CPU when asked.
+    amp = device == "cuda" or cfg.bf16
+    amp_dtype = torch.float16 if device == "cuda" else torch.bfloat16
     recognizer = Recognizer(model, charset, device=device)
     started = time.monotonic()
 
@@ -243,7 +249,7 @@ def train(
             x = x.to(device)
             targets = torch.tensor([k for lab in labels for k in lab], dtype=torch.long)
             target_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
-            with torch.autocast("cuda", enabled=device == "cuda"):
+            with torch.autocast(device, dtype=amp_dtype, enabled=amp):
                 lp = model(x)
             input_lengths = model.output_lengths(widths).clamp(max=lp.shape[0])
             loss = ctc(lp.float(), targets, input_lengths, target_lengths)

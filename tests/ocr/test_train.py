@@ -56,6 +56,12 @@ def test_training_learns_and_resumes(tmp_path, toy_cache):
     assert resumed.history[:4] == state.history
 
 
+def test_bf16_autocast_on_cpu_trains(tmp_path, toy_cache):
+    state = train(toy_config(tmp_path, toy_cache, "bf16", epochs=3, bf16=True, device="cpu"))
+    losses = [h["loss"] for h in state.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
 def test_batches_cover_every_line_once_and_group_widths():
     import random
 
