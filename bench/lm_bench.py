@@ -137,18 +137,24 @@ def main() -> None:
     hotwords = volume_hotwords(lexicon)
 
     rows: list[tuple[str, list[str]]] = []
-    rows.append(("greedy", [line.text for line in GreedyDecoder(vs.labels).decode_batch(vs.logprobs)]))
+    t_row = time.perf_counter()
+
+    def add_row(name: str, hyps: list[str]) -> None:
+        nonlocal t_row
+        rows.append((name, hyps))
+        print(f"  decoded: {name} ({time.perf_counter() - t_row:.0f} s)", file=sys.stderr, flush=True)
+        t_row = time.perf_counter()
+
+    add_row("greedy", [line.text for line in GreedyDecoder(vs.labels).decode_batch(vs.logprobs)])
     with BeamDecoder(vs.labels, None, DecoderConfig(beam_width=tuned.beam_width)) as plain:
-        rows.append((f"beam {tuned.beam_width}, no LM", [line.text for line in plain.decode_batch(vs.logprobs)]))
+        add_row(f"beam {tuned.beam_width}, no LM", [line.text for line in plain.decode_batch(vs.logprobs)])
     # One decoder for the LM rows: the LM and its 245k-name lexicon load once, hotwords change per volume.
     with BeamDecoder.load(vs.labels, prefix) as with_lm:
-        rows.append((f"beam {tuned.beam_width} + LM", [line.text for line in with_lm.decode_batch(vs.logprobs)]))
+        add_row(f"beam {tuned.beam_width} + LM", [line.text for line in with_lm.decode_batch(vs.logprobs)])
         for weight in sorted({1.0, tuned.hotword_weight, 5.0}):
-            rows.append(
-                (
-                    f"beam {tuned.beam_width} + LM + hotwords (weight {weight:g})",
-                    decode_by_volume(vs, with_lm, hotwords, weight),
-                )
+            add_row(
+                f"beam {tuned.beam_width} + LM + hotwords (weight {weight:g})",
+                decode_by_volume(vs, with_lm, hotwords, weight),
             )
 
     print(f"machine: {machine()}")

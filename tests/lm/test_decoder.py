@@ -139,6 +139,21 @@ def test_hotwords_change_the_result(labels: list[str], tiny_lm: LMInfo) -> None:
         assert hot_lm.decode_batch([lp])[0].text == "Mantel, rentier"
 
 
+def test_fast_hotword_scorer_scores_as_pyctcdecode() -> None:
+    from pyctcdecode.language_model import HotwordScorer
+
+    from lm.decoder import FastHotwordScorer
+
+    words = expand_hotwords(["Mantel", "GIMONET", "Dupont", "Du", "de la Tour"])
+    ours, theirs = FastHotwordScorer.build(words, 2.0), HotwordScorer.build_scorer(words, weight=2.0)
+    texts = ["Mantel, rentier", "Dupont Dupont MANTEL", "Du Dupontel", "la Tour de Gimonet", "", "GIMONET)"]
+    for text in texts:
+        assert ours.score(text) == pytest.approx(theirs.score(text)), text
+    for token in ["M", "Man", "Mantel", "Mantel,", "Du", "Dup", "Gi", "x", "", "GIMONE", "To"]:
+        assert ours.score_partial_token(token) == pytest.approx(theirs.score_partial_token(token)), token
+        assert (token in ours) == (token in theirs), token
+
+
 def test_set_hotwords_replaces_them_in_every_worker(labels: list[str]) -> None:
     lp = peaked(labels, spell("Mantel, rentier", confusions={2: {"r": 0.5, "n": 0.45}}))
     with BeamDecoder(labels, None, DecoderConfig(processes=2), hotwords=["MANTEL"]) as dec:
