@@ -163,11 +163,11 @@ def objective(rates: ErrorRates, greedy: ErrorRates) -> float:
 
 
 #: Stage 1 searches the LM weight and word bonus; stage 2 the OOV and name offsets around the best of stage 1.
-STAGE1 = {"alpha": (0.1, 0.2, 0.3, 0.4, 0.5), "beta": (0.0, 1.0, 1.5, 2.5, 3.5)}
-STAGE2 = {"unk_score_offset": (-10.0, -6.0, -3.0), "name_score_offset": (-1.0, 0.0, 1.0)}
+STAGE1 = {"alpha": (0.15, 0.2, 0.25, 0.3, 0.35, 0.45), "beta": (1.0, 1.5, 2.25, 3.0)}
+STAGE2 = {"unk_score_offset": (-10.0, -6.0, -3.0), "name_score_offset": (-2.0, -1.0, 0.0)}
 QUICK_STAGE1 = {"alpha": (0.3, 0.6), "beta": (0.5, 2.0)}
 QUICK_STAGE2 = {"unk_score_offset": (-10.0, -5.0), "name_score_offset": (0.0,)}
-BASE = {"unk_score_offset": -10.0, "name_score_offset": 0.0}
+BASE = {"unk_score_offset": -6.0, "name_score_offset": -1.0}
 
 
 def product(axes: dict[str, tuple[float, ...]], base: dict[str, float]) -> list[dict[str, float]]:
