@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 import pytest
-from conftest import SPACING, DrawnPage, draw_register, rotate_page
+from drawn_pages import SPACING, DrawnPage, draw_register, rotate_page
 
 from ocr.groundtruth import read_alto
 from segmentation.crop import LINE_HEIGHT, crop_line
