@@ -46,6 +46,27 @@ def test_eval_gt_no_lm_on_a_real_page(tmp_path, example_pages, repo_root):
     assert all(0.0 <= r["confidence"] <= 1.0 for r in rows)
 
 
+def test_eval_with_lm_and_a_hotwords_file(tmp_path, example_pages):
+    # The names of the page itself, as an archivist would list a register's families.
+    import re
+
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    page = example_pages[0]
+    for f in (page, page.with_suffix(".xml")):
+        (gt / f.name).write_bytes(f.read_bytes())
+    xml = page.with_suffix(".xml").read_text(encoding="utf-8")
+    names = sorted({w for w in re.findall(r'CONTENT="([^"]+)"', xml) if w[:1].isupper() and len(w) > 3})
+    assert names, "no capitalized words in the page's ground truth"
+    hot = tmp_path / "families.txt"
+    hot.write_text("\n".join(names) + "\n", encoding="utf-8")
+    plain = run("eval", str(gt), "--segmentation", "gt")
+    boosted = run("eval", str(gt), "--segmentation", "gt", "--hotwords", str(hot))
+    assert plain.returncode == 0 and boosted.returncode == 0, plain.stderr + boosted.stderr
+    plain_cer, boosted_cer = json.loads(plain.stdout)["cer"], json.loads(boosted.stdout)["cer"]
+    assert boosted_cer < plain_cer
+
+
 def test_eval_on_a_folder_without_ground_truth_fails_clearly(tmp_path):
     out = run("eval", str(tmp_path), "--no-lm")
     assert out.returncode != 0
