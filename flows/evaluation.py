@@ -47,7 +47,9 @@ def read_lines(crops: list[np.ndarray], settings: Settings) -> list[LineReading]
     if not crops:
         return []
     try:
-        recognizer = Recognizer.load(str(settings.model), None if settings.device == "auto" else settings.device)
+        recognizer = Recognizer.load(
+            str(settings.model), None if settings.device == "auto" else settings.device, cpu_bf16=settings.cpu_bf16
+        )
     except ModelFileError as exc:
         raise EvalError(str(exc)) from exc
     if not settings.use_lm:

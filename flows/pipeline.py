@@ -87,6 +87,7 @@ def _engine_key(settings: Settings) -> tuple:
         str(settings.model),
         settings.device,
         settings.batch_pixels,
+        settings.cpu_bf16,
         settings.use_lm,
         str(settings.lm) if settings.use_lm else None,
         settings.beam_width if settings.use_lm else None,
@@ -121,7 +122,7 @@ def get_engine(settings: Settings) -> Engine:
             from ocr.inference import Recognizer
 
             device = None if settings.device == "auto" else settings.device
-            recognizer = Recognizer.load(str(settings.model), device)
+            recognizer = Recognizer.load(str(settings.model), device, cpu_bf16=settings.cpu_bf16)
             recognizer.max_batch_pixels = settings.batch_pixels
             decoder, name, lm_version = _open_decoder(recognizer, settings)
             stride = int(getattr(recognizer.model.config, "width_stride", 2))

@@ -95,3 +95,19 @@ def test_folding_batchnorm_keeps_the_outputs(small_model):
         after = fused(x)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
     assert torch.allclose(before, after, atol=1e-4)
+
+
+def test_bf16_recognition_on_cpu_reads_a_real_line_as_float32_does(example_pages):
+    from ocr.groundtruth import read_alto
+    from segmentation.crop import crop_line
+    from segmentation.loading import load_page_file
+
+    page = example_pages[0]
+    image = load_page_file(page).pixels
+    lines = read_alto(page.with_suffix(".xml")).lines[:12]
+    crops = [crop_line(image, line.polygon, line.baseline) for line in lines]
+    fp32 = Recognizer.load(None, "cpu")
+    bf16 = Recognizer.load(None, "cpu", cpu_bf16=True)
+    a, b = fp32.recognize(crops), bf16.recognize(crops)
+    same = sum(x.text == y.text for x, y in zip(a, b, strict=True))
+    assert same >= len(crops) - 2
