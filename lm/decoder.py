@@ -259,7 +259,7 @@ class FastHotwordScorer(HotwordScorer):
     def score_partial_token(self, token: str) -> float:
         """Return the bonus of a word in progress: its share of the shortest hotword it can still become."""
         shortest = self._shortest.get(token)
-        return self._weight * len(token) / shortest if token in self._shortest else 0.0
+        return 0.0 if shortest is None else self._weight * len(token) / shortest
 
 
 # Decoders used by pool workers, keyed by a random id. Fork children inherit the

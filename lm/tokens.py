@@ -58,14 +58,14 @@ def lm_tokens(word: str) -> list[str]:
 # Transcribers of LECTAUREP glue a particle to the next word where the clerk left no
 # gap ("deMr", "auHavre", "delaRéunion", "l'homologation"); a glued form the model
 # never saw is scored as the particle then the word.
-_GLUED_PARTICLE = re.compile(
-    r"^(dela|del'|des|de|du|d'|la|le|les|l'|au|aux|à|et|en|par|pour|sur)(?=[A-ZÀ-ÖØ-Þ]|(?<=')\w)"
-)
-
+_PARTICLES = "dela del' des de du d' la le les l' au aux à et en par pour sur".split()
+_GLUED_PARTICLE = re.compile(rf"^({'|'.join(_PARTICLES)})(?=[A-ZÀ-ÖØ-Þ]|(?<=')\w)")
 
 # Lower-case glue ("delouer", "unemaison") is tried only for an unknown token
-# (the LM checks that every part is known) and with a rest of three letters or more.
-_GLUED_LOWER = re.compile(r"^(dela|des|de|du|la|le|les|au|aux|à|et|en|par|pour|sur|une|un)(?=[a-zà-öø-ÿ])")
+# (the LM checks that every part is known) and with a rest of three letters or more;
+# an elided particle before a lower-case letter is already the pattern above.
+_LOWER_GLUE_PARTICLES = [p for p in [*_PARTICLES, "une", "un"] if not p.endswith("'")]
+_GLUED_LOWER = re.compile(rf"^({'|'.join(_LOWER_GLUE_PARTICLES)})(?=[a-zà-öø-ÿ])")
 
 
 def fallback_tokens(token: str) -> list[str] | None:

@@ -59,6 +59,17 @@ def greedy_decode(logprobs: np.ndarray, charset: Charset) -> Recognition:
     return Recognition("".join(chars), conf, confs, frames, logprobs)
 
 
+def mixed_precision(device: str, cpu_bf16: bool = False) -> torch.autocast:
+    """Return the autocast context of ``device``: float16 on CUDA; bfloat16 on CPU when ``cpu_bf16``, else none.
+
+    bfloat16 on CPU is fast only where oneDNN has AMX (Intel Sapphire Rapids and
+    later) and slower on CPUs without bf16 units, hence opt-in.
+    """
+    if device.startswith("cuda"):
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16)
+
+
 class Recognizer:
     """A CRNN in inference mode that reads many crops in width-sorted batches."""
 
@@ -116,11 +127,7 @@ class Recognizer:
             for idx in self.batches(crops):
                 x, widths = to_tensor_batch([crops[i] for i in idx])
                 x = x.to(self.device)
-                if self.device.startswith("cuda"):
-                    amp = torch.autocast("cuda")
-                else:
-                    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.cpu_bf16)
-                with amp:
+                with mixed_precision(self.device, self.cpu_bf16):
                     lp = self.model(x)
                 lengths = self.model.output_lengths(widths).clamp(max=lp.shape[0])
                 lp = lp.float().cpu().numpy()

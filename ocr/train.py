@@ -27,7 +27,7 @@ from ocr.augment import augment_line
 from ocr.charset import Charset
 from ocr.checkpoint import DEFAULT_MODEL, atomic_torch_save, save_model
 from ocr.corpus import DEFAULT_DATA, LineSample, load_line_cache
-from ocr.inference import Recognizer, to_tensor_batch
+from ocr.inference import Recognizer, mixed_precision, to_tensor_batch
 from ocr.metrics import ErrorRates
 from ocr.model import CRNN, CRNNConfig
 
@@ -213,9 +213,6 @@ def train(
     )
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     scaler = torch.amp.GradScaler("cuda", enabled=device == "cuda")
-    # Mixed precision: float16 with loss scaling on CUDA; bfloat16 (no scaling needed) on CPU when asked.
-    amp = device == "cuda" or cfg.bf16
-    amp_dtype = torch.float16 if device == "cuda" else torch.bfloat16
     recognizer = Recognizer(model, charset, device=device)
     started = time.monotonic()
 
@@ -249,7 +246,8 @@ def train(
             x = x.to(device)
             targets = torch.tensor([k for lab in labels for k in lab], dtype=torch.long)
             target_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
-            with torch.autocast(device, dtype=amp_dtype, enabled=amp):
+            # float16 with loss scaling (the scaler above) on CUDA; bfloat16, which needs none, on CPU when asked.
+            with mixed_precision(device, cfg.bf16):
                 lp = model(x)
             input_lengths = model.output_lengths(widths).clamp(max=lp.shape[0])
             loss = ctc(lp.float(), targets, input_lengths, target_lengths)
