@@ -1,6 +1,7 @@
 """Recognizer benchmark: CER/WER on validation lines (seen vs unseen hands), Tesseract side by side, lines/s.
 
 Usage: python bench/recognizer_bench.py [--model models/registre-crnn.pt] [--tesseract] [--quick]
+       python bench/recognizer_bench.py --device cuda   # GPU lines/s for a range of batch sizes
 
 Lines are the ground-truth crops of the validation pages of ocr/corpus.py (never
 trained on); decoding is greedy (the LM is benchmarked by bench/lm_bench.py).
@@ -93,6 +94,24 @@ def throughput(recognizer: Recognizer, crops: list[np.ndarray], threads: int, re
     return best
 
 
+def gpu_throughput(recognizer: Recognizer, crops: list[np.ndarray], budgets: list[int]) -> list[dict]:
+    """Return lines/s on the GPU for each batch budget (pixels per batch), with the mean lines per batch."""
+    out = []
+    for budget in budgets:
+        recognizer.max_batch_pixels = budget
+        recognizer.recognize(crops[:256])  # warm-up: cuDNN picks its kernels for these shapes
+        torch.cuda.synchronize()
+        best = 0.0
+        for _ in range(3):
+            t0 = time.perf_counter()
+            recognizer.recognize(crops)
+            torch.cuda.synchronize()
+            best = max(best, len(crops) / (time.perf_counter() - t0))
+        per_batch = len(crops) / len(recognizer.batches(crops))
+        out.append({"batch_pixels": budget, "lines_per_batch": round(per_batch, 1), "lines_per_s": round(best, 1)})
+    return out
+
+
 def main() -> None:
     """Print the benchmark table and a JSON summary."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -104,13 +123,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-speed", action="store_true", help="skip the throughput measurement")
     ap.add_argument("--tesseract-cache", type=Path, default=Path(".cache/tesseract-val.json"))
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda: lines/s over a range of batch sizes")
     args = ap.parse_args()
 
     samples = [s for s in load_line_cache(args.data, args.cache) if s.split != "train"]
     if args.quick:
         samples = samples[::5]
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model, "cpu")
+    rec = Recognizer.load(args.model, args.device)
     crops = [s.image for s in samples]
     readings = rec.recognize(crops)
     groups: dict[str, ErrorRates] = defaultdict(ErrorRates)
@@ -125,7 +145,11 @@ def main() -> None:
             for key in (s.split, f"{s.split}/{s.volume}", "all"):
                 tess[key].add(s.text, text)
 
-    rates = {} if args.no_speed else {t: throughput(rec, crops, t) for t in sorted({1, args.threads})}
+    gpu_rates = []
+    if args.device.startswith("cuda"):
+        # Pixels per batch; a line is 48 px high and ~400 px wide on average: ~36 to ~2,300 lines.
+        gpu_rates = gpu_throughput(rec, crops, [48 * 48 * 300 * 2**k for k in range(7)])
+    rates = {} if args.no_speed or gpu_rates else {t: throughput(rec, crops, t) for t in sorted({1, args.threads})}
     print(f"machine: {describe_machine()}")
     print(f"model: {rec.version}  lines: {len(samples)}  decoding: greedy")
     print()
@@ -140,12 +164,18 @@ def main() -> None:
     print()
     for t, r in rates.items():
         print(f"recognition throughput, {t} CPU thread(s): {r:.0f} lines/s")
+    if gpu_rates:
+        print("| pixels per batch | lines per batch | lines/s |")
+        print("| ---: | ---: | ---: |")
+        for g in gpu_rates:
+            print(f"| {g['batch_pixels']:,} | {g['lines_per_batch']} | {g['lines_per_s']:.0f} |")
     summary = {
         "model": rec.version,
         "cer": {k: round(v.cer, 4) for k, v in groups.items()},
         "wer": {k: round(v.wer, 4) for k, v in groups.items()},
         "tesseract_cer": {k: round(v.cer, 4) for k, v in tess.items()},
         "lines_per_s": {str(t): round(r, 1) for t, r in rates.items()},
+        "gpu": gpu_rates,
         "machine": describe_machine(),
     }
     print(json.dumps(summary))

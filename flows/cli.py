@@ -158,6 +158,25 @@ def train(
     max_minutes: Annotated[
         float | None, typer.Option(help="Stop after the epoch that passes this many minutes.")
     ] = None,
+    budget_minutes: Annotated[
+        float | None,
+        typer.Option(help="A fixed training time: --cosine decays over it (or --epochs, if sooner), then stop."),
+    ] = None,
+    cache: Annotated[
+        Path, typer.Option("--cache", help="Line-crop cache, plain or packed by `registre pack-lines`.")
+    ] = Path(".cache/lines-h48.pkl"),
+    synthetic_from_cache: Annotated[
+        bool,
+        typer.Option(
+            "--synthetic-from-cache", help="Draw synthetic lines from the packed cache instead of rendering them."
+        ),
+    ] = False,
+    workers: Annotated[int, typer.Option(min=0, help="Processes that augment and batch lines (0: none).")] = 0,
+    channels: Annotated[
+        str, typer.Option(help="A new model's CNN widths, four comma-separated numbers.")
+    ] = "32,64,96,128",
+    lstm_hidden: Annotated[int, typer.Option(help="A new model's BiLSTM width per direction.")] = 256,
+    lstm_layers: Annotated[int, typer.Option(help="A new model's BiLSTM layers.")] = 2,
     device: DeviceOpt = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     bf16: Annotated[
@@ -174,6 +193,12 @@ def train(
     from ocr.train import TrainConfig
     from ocr.train import train as run_training
 
+    try:
+        widths = tuple(int(c) for c in channels.split(","))
+    except ValueError:
+        widths = ()
+    if len(widths) != 4 or min(widths) < 1:
+        _fail(f"--channels: four positive numbers, like 32,64,96,128 (got {channels!r})")
     cfg = TrainConfig(
         run_dir=run_dir,
         export=export,
@@ -185,6 +210,13 @@ def train(
         cosine=cosine,
         synthetic_ratio=synthetic_ratio,
         max_minutes=max_minutes,
+        budget_minutes=budget_minutes,
+        cache=cache,
+        synthetic_from_cache=synthetic_from_cache,
+        workers=workers,
+        channels=widths,
+        lstm_hidden=lstm_hidden,
+        lstm_layers=lstm_layers,
         device=device or "auto",
         threads=threads,
         bf16=bf16,
@@ -192,15 +224,54 @@ def train(
     )
     if data_dir:
         cfg.data_dir = data_dir
-    if not (cfg.data_dir / "lectaurep" / "train").is_dir():
+    if not cfg.cache.exists() and not (cfg.data_dir / "lectaurep" / "train").is_dir():
         _fail(f"{cfg.data_dir}: no lectaurep/train folder (pass --data)")
     synthetic = None
-    if synthetic_ratio > 0:
+    if synthetic_ratio > 0 and not synthetic_from_cache:
         from ocr.synthetic import SyntheticLines
 
         synthetic = SyntheticLines(cfg.data_dir / "names")
     state = run_training(cfg, synthetic)
     typer.echo(json.dumps({"epochs": state.epoch, "best_epoch": state.best_epoch, "best_cer": state.best_cer}))
+
+
+@app.command("pack-lines")
+def pack_lines(
+    out: Annotated[Path, typer.Argument(help="The packed cache to write (for `registre train --cache`).")],
+    data_dir: Annotated[
+        Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
+    ] = None,
+    cache: Annotated[Path, typer.Option("--cache", help="The plain line cache to pack.")] = Path(
+        ".cache/lines-h48.pkl"
+    ),
+    synthetic: Annotated[int, typer.Option(min=0, help="Pre-render this many synthetic lines into it.")] = 0,
+    splits: Annotated[str, typer.Option(help="Comma-separated splits to keep.")] = "train,val-seen,val-unseen",
+    quality: Annotated[int, typer.Option(min=1, max=100, help="WebP quality of the crops.")] = 85,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic lines.")] = 0,
+) -> None:
+    """Write the training lines (and pre-rendered synthetic ones) WebP-compressed, to carry to a GPU machine."""
+    _logging(True)
+    import numpy as np
+
+    from ocr.corpus import DEFAULT_DATA, SYNTHETIC, LineSample, load_line_cache
+    from ocr.corpus import pack_lines as write_packed
+
+    data = data_dir or DEFAULT_DATA
+    if not cache.exists() and not (data / "lectaurep" / "train").is_dir():
+        _fail(f"{data}: no lectaurep/train folder (pass --data)")
+    keep = set(splits.split(","))
+    samples = [s for s in load_line_cache(data, cache) if s.split in keep]
+    if synthetic:
+        from ocr.synthetic import SyntheticLines
+
+        rng = np.random.default_rng(seed)
+        lines = SyntheticLines(data / "names")(rng, synthetic)
+        samples += [
+            LineSample(img, text, "synthetic", f"s{i}", SYNTHETIC, SYNTHETIC, "synthetic")
+            for i, (img, text) in enumerate(lines)
+        ]
+    size = write_packed(samples, out, quality)
+    typer.echo(json.dumps({"out": str(out), "lines": len(samples), "synthetic": synthetic, "mb": round(size / 1e6, 1)}))
 
 
 @app.command("build-lm")

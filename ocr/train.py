@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -26,7 +27,7 @@ from torch import nn
 from ocr.augment import augment_line
 from ocr.charset import Charset
 from ocr.checkpoint import DEFAULT_MODEL, atomic_torch_save, save_model
-from ocr.corpus import DEFAULT_DATA, LineSample, load_line_cache
+from ocr.corpus import DEFAULT_DATA, SYNTHETIC, LineSample, load_line_cache
 from ocr.inference import Recognizer, mixed_precision, to_tensor_batch
 from ocr.metrics import ErrorRates
 from ocr.model import CRNN, CRNNConfig
@@ -58,6 +59,12 @@ class TrainConfig:
     weight_decay: float = 1e-4
     #: Synthetic lines per real line in each epoch (0 disables the generator).
     synthetic_ratio: float = 0.25
+    #: Draw the synthetic lines from the pre-rendered ones a packed cache carries (``registre pack-lines``)
+    #: instead of rendering them: for machines without the fonts and name lists. They are augmented, since
+    #: each is seen many times.
+    synthetic_from_cache: bool = False
+    #: Worker processes that augment and batch lines while the model trains (0: in the training process).
+    workers: int = 0
     augment: bool = True
     seed: int = 0
     device: str = "auto"
@@ -66,10 +73,15 @@ class TrainConfig:
     #: slower on CPUs without bf16 units. CUDA always trains in float16 mixed precision.
     bf16: bool = False
     max_minutes: float | None = None
+    #: A fixed time budget: with ``cosine`` the learning rate decays over this many minutes of training
+    #: (or over ``epochs``, whichever ends first), and training stops after the epoch that spends it.
+    #: For rented machines, where the time is known and the epoch speed is not.
+    budget_minutes: float | None = None
     #: Stop after this many epochs without a better seen-hand validation CER.
     patience: int = 12
     lstm_hidden: int = 256
     lstm_layers: int = 2
+    channels: tuple[int, ...] = (32, 64, 96, 128)
     #: Use at most this many training lines (0: all); for smoke tests.
     limit_lines: int = 0
     log_every: int = 50
@@ -88,6 +100,8 @@ class TrainState:
     best_cer: float = float("inf")
     best_epoch: int = -1
     history: list[dict] = field(default_factory=list)
+    #: Wall-clock seconds spent training and validating, over all resumes.
+    seconds: float = 0.0
 
 
 def fits_ctc(text_len: int, repeats: int, width: int, stride: int) -> bool:
@@ -110,6 +124,42 @@ def make_batches(widths: Sequence[int], batch_size: int, rng: random.Random) -> 
         batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+class EpochBatches(torch.utils.data.Dataset):
+    """One epoch's batches, built (augmented, padded, labels flattened) on demand, in worker processes or not.
+
+    Each batch draws its augmentation from its own generator, seeded by (seed,
+    epoch, batch), so a run reads the same lines whatever the number of workers.
+    """
+
+    def __init__(
+        self, items: Sequence[tuple[np.ndarray, list[int], bool]], batches: list[list[int]], seed: int, epoch: int
+    ) -> None:
+        self.items, self.batches, self.seed, self.epoch = items, batches, seed, epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, b))
+        picked = [self.items[i] for i in self.batches[b]]
+        x, widths = to_tensor_batch([augment_line(img, rng) if aug else img for img, _, aug in picked])
+        targets = torch.tensor([k for _, lab, _ in picked for k in lab], dtype=torch.long)
+        target_lengths = torch.tensor([len(lab) for _, lab, _ in picked], dtype=torch.long)
+        return x, widths, targets, target_lengths
+
+
+def _worker_init(_worker_id: int) -> None:
+    # One thread per worker: the workers are the parallelism.
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def cosine_ratio(progress: float, min_ratio: float) -> float:
+    """Return the learning-rate factor at ``progress`` (0..1) of a cosine decay to ``min_ratio``."""
+    progress = min(max(progress, 0.0), 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def evaluate_lines(recognizer: Recognizer, samples: Sequence[LineSample]) -> dict[str, ErrorRates]:
@@ -143,7 +193,10 @@ def train(
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     samples = load_line_cache(cfg.data_dir, cfg.cache)
     train_set = [s for s in samples if s.split == "train"]
-    val_set = [s for s in samples if s.split != "train"]
+    val_set = [s for s in samples if s.split.startswith("val")]
+    pool = [s for s in samples if s.split == SYNTHETIC]
+    if cfg.synthetic_from_cache and cfg.synthetic_ratio > 0 and not pool:
+        raise ValueError(f"{cfg.cache}: no pre-rendered synthetic lines (write them with `registre pack-lines`)")
     if cfg.limit_lines:
         train_set = train_set[: cfg.limit_lines]
         val_set = val_set[: max(50, cfg.limit_lines // 5)]
@@ -159,7 +212,12 @@ def train(
         mcfg = CRNNConfig.from_dict(init["config"])
     else:
         charset = Charset.build(s.text for s in train_set)
-        mcfg = CRNNConfig(num_classes=len(charset), lstm_hidden=cfg.lstm_hidden, lstm_layers=cfg.lstm_layers)
+        mcfg = CRNNConfig(
+            num_classes=len(charset),
+            channels=tuple(cfg.channels),
+            lstm_hidden=cfg.lstm_hidden,
+            lstm_layers=cfg.lstm_layers,
+        )
     model = CRNN(mcfg)
     state = TrainState()
     if init is not None:
@@ -211,46 +269,64 @@ def train(
         len(train_set) - len(keep),
         len(val_set),
     )
+    pool_items = []
+    if cfg.synthetic_from_cache:
+        for s in pool:
+            ids = charset.encode(s.text)
+            if ids and fits_ctc(len(ids), _repeats(ids), int(s.image.shape[1] * 0.8), stride):
+                pool_items.append((s.image, ids, True))
+        log.info("%d pre-rendered synthetic lines to draw from", len(pool_items))
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     scaler = torch.amp.GradScaler("cuda", enabled=device == "cuda")
     recognizer = Recognizer(model, charset, device=device)
     started = time.monotonic()
 
+    budget_s = cfg.budget_minutes * 60 if cfg.budget_minutes else None
     while state.epoch < cfg.epochs:
         model.train()
-        if cfg.cosine:
-            # Per-epoch cosine decay (Loshchilov & Hutter, SGDR): computed from the epoch, so resumes agree.
-            ratio = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * state.epoch / cfg.epochs))
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * ratio
-        # (image, labels, augment?): synthetic lines come already distorted by their renderer.
+        epoch_started = time.monotonic()
+        # (image, labels, augment?): rendered synthetic lines come already distorted by their renderer.
         items: list[tuple[np.ndarray, list[int], bool]] = [
             (s.image, e, cfg.augment) for s, e in zip(keep, encoded, strict=True)
         ]
-        if synthetic is not None and cfg.synthetic_ratio > 0:
-            for img, text in synthetic(np_rng, int(len(keep) * cfg.synthetic_ratio)):
+        n_synth = int(len(keep) * cfg.synthetic_ratio)
+        if pool_items and n_synth:
+            picks = np_rng.choice(len(pool_items), min(n_synth, len(pool_items)), replace=False)
+            items += [pool_items[int(i)] for i in picks]
+        elif synthetic is not None and n_synth:
+            for img, text in synthetic(np_rng, n_synth):
                 ids = charset.encode(text)
                 if ids and fits_ctc(len(ids), _repeats(ids), img.shape[1], stride):
                     items.append((img, ids, False))
         batches = make_batches([it[0].shape[1] for it in items], cfg.batch_size, py_rng)
-        epoch_lrs = [group["lr"] for group in opt.param_groups]
+        if not cfg.cosine:
+            epoch_lrs = [group["lr"] for group in opt.param_groups]
+        loader = torch.utils.data.DataLoader(
+            EpochBatches(items, batches, cfg.seed, state.epoch),
+            batch_size=None,
+            num_workers=cfg.workers,
+            worker_init_fn=_worker_init if cfg.workers else None,
+            pin_memory=device == "cuda",
+            prefetch_factor=8 if cfg.workers else None,
+        )
         t0, seen, loss_sum = time.monotonic(), 0, 0.0
-        for b, idx in enumerate(batches):
-            if state.step <= cfg.warmup_steps:
-                scale = min(1.0, (state.step + 1) / max(cfg.warmup_steps, 1))
-                for group, base in zip(opt.param_groups, epoch_lrs, strict=True):
-                    group["lr"] = base * scale
-            imgs = [augment_line(items[i][0], np_rng) if items[i][2] else items[i][0] for i in idx]
-            labels = [items[i][1] for i in idx]
-            x, widths = to_tensor_batch(imgs)
-            x = x.to(device)
-            targets = torch.tensor([k for lab in labels for k in lab], dtype=torch.long)
-            target_lengths = torch.tensor([len(lab) for lab in labels], dtype=torch.long)
+        for b, (x, widths, targets, target_lengths) in enumerate(loader):
+            if cfg.cosine:
+                # Cosine decay (Loshchilov & Hutter, SGDR) per step, from the epoch (so resumes agree) or the
+                # time budget spent, whichever is further along.
+                progress = (state.epoch + b / len(batches)) / cfg.epochs
+                if budget_s:
+                    progress = max(progress, (state.seconds + time.monotonic() - epoch_started) / budget_s)
+                epoch_lrs = [cfg.lr * cosine_ratio(progress, cfg.min_lr_ratio)] * len(opt.param_groups)
+            scale = min(1.0, (state.step + 1) / max(cfg.warmup_steps, 1))
+            for group, base in zip(opt.param_groups, epoch_lrs, strict=True):
+                group["lr"] = base * scale
+            x = x.to(device, non_blocking=True)
             # float16 with loss scaling (the scaler above) on CUDA; bfloat16, which needs none, on CPU when asked.
             with mixed_precision(device, cfg.bf16):
                 lp = model(x)
             input_lengths = model.output_lengths(widths).clamp(max=lp.shape[0])
-            loss = ctc(lp.float(), targets, input_lengths, target_lengths)
+            loss = ctc(lp.float(), targets.to(device), input_lengths, target_lengths)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -258,8 +334,9 @@ def train(
             scaler.step(opt)
             scaler.update()
             state.step += 1
-            seen += len(idx)
-            loss_sum += loss.item() * len(idx)
+            seen += len(widths)
+            # Summed on the device: a .item() per step would wait for the GPU at every batch.
+            loss_sum = loss_sum + loss.detach() * len(widths)
             if cfg.log_every and b % cfg.log_every == 0:
                 rate = seen / max(time.monotonic() - t0, 1e-6)
                 log.info(
@@ -268,7 +345,7 @@ def train(
                     b,
                     len(batches),
                     loss.item(),
-                    loss_sum / seen,
+                    float(loss_sum) / seen,
                     rate,
                 )
         train_s = time.monotonic() - t0
@@ -279,7 +356,7 @@ def train(
         record = {
             "epoch": state.epoch,
             "step": state.step,
-            "loss": loss_sum / max(seen, 1),
+            "loss": float(loss_sum) / max(seen, 1),
             "lines_per_s": seen / max(train_s, 1e-6),
             "lr": opt.param_groups[0]["lr"],
             "minutes": (time.monotonic() - started) / 60,
@@ -291,6 +368,7 @@ def train(
         with (cfg.run_dir / "history.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
         state.epoch += 1
+        state.seconds += time.monotonic() - epoch_started
         version = f"crnn-{date.today():%Y%m%d}-e{state.epoch}-cer{seen_cer:.3f}"
         if seen_cer < state.best_cer:
             state.best_cer, state.best_epoch = seen_cer, state.epoch
@@ -315,6 +393,9 @@ def train(
         )
         if state.epoch - state.best_epoch >= cfg.patience:
             log.info("no improvement for %d epochs: stopping", cfg.patience)
+            break
+        if budget_s and state.seconds >= budget_s:
+            log.info("time budget of %.1f minutes spent: stopping", cfg.budget_minutes)
             break
         if cfg.max_minutes and (time.monotonic() - started) / 60 >= cfg.max_minutes:
             log.info("time budget of %.0f minutes reached: stopping (resume with the same command)", cfg.max_minutes)
