@@ -104,7 +104,7 @@ def recognition_speed(model: Path, n: int, threads: int = 2) -> tuple[float, flo
     from ocr.inference import Recognizer
 
     torch.set_num_threads(threads)
-    crops = [s.image for s in load_line_cache(DEFAULT_DATA, LINE_CACHE) if s.split != "train"][:n]
+    crops = [s.image for s in load_line_cache(DEFAULT_DATA, LINE_CACHE) if s.split.startswith("val")][:n]
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "model.pt"
         shutil.copyfile(model, copy)

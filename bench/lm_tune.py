@@ -110,7 +110,7 @@ def validation_set(model: Path = DEFAULT_MODEL, cache_dir: Path = REPO / ".cache
         from ocr.inference import Recognizer
 
         recognizer = Recognizer.load(str(copy), device="cpu")
-    samples = [s for s in load_line_cache(DEFAULT_DATA, LINE_CACHE) if s.split != "train"]
+    samples = [s for s in load_line_cache(DEFAULT_DATA, LINE_CACHE) if s.split.startswith("val")]
     t0 = time.perf_counter()
     lps = recognizer.logprobs([s.image for s in samples])
     per_line = (time.perf_counter() - t0) / max(1, len(samples))

@@ -126,7 +126,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu, or cuda: lines/s over a range of batch sizes")
     args = ap.parse_args()
 
-    samples = [s for s in load_line_cache(args.data, args.cache) if s.split != "train"]
+    samples = [s for s in load_line_cache(args.data, args.cache) if s.split.startswith("val")]
     if args.quick:
         samples = samples[::5]
     torch.set_num_threads(args.threads)

@@ -38,7 +38,8 @@ def save_model(path: Path, model: CRNN, charset: Charset, version: str, extra: d
             "version": version,
             "config": model.config.to_dict(),
             "charset": charset.chars,
-            "state_dict": model.state_dict(),
+            # On the CPU, so a model trained on a GPU loads anywhere.
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             **(extra or {}),
         },
         path,

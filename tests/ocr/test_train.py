@@ -6,8 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
-from ocr.corpus import LineSample
-from ocr.train import TrainConfig, make_batches, train
+from ocr.corpus import SYNTHETIC, LineSample, load_line_cache, pack_lines
+from ocr.train import EpochBatches, TrainConfig, _worker_init, cosine_ratio, make_batches, train
 
 
 def draw_sample(rng: np.random.Generator, text: str, split: str) -> LineSample:
@@ -99,3 +99,151 @@ def test_fine_tuning_starts_from_given_weights_with_warmup_and_cosine_decay(tmp_
     start_cer = torch.load(tmp_path / "base.pt", weights_only=True)["validation"]["cer/val-seen"]
     exported = (tmp_path / "fine.pt").exists()
     assert exported == (min(h["cer/val-seen"] for h in tuned.history) < start_cer)
+
+
+def toy_samples() -> list[LineSample]:
+    """The toy cache's lines, as a list (the ``toy_cache`` fixture pickles the same ones)."""
+    rng = np.random.default_rng(0)
+    words = ["ab", "abc", "cab", "ba", "bca", "acab"]
+    samples = [draw_sample(rng, words[i % 6], "train") for i in range(96)]
+    return samples + [draw_sample(rng, w, "val-seen") for w in words]
+
+
+def test_packed_cache_loads_back_close_to_the_plain_one_and_smaller(tmp_path):
+    samples = toy_samples()
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps(samples))
+    packed = tmp_path / "packed" / "lines.pkl"
+    size = pack_lines(samples, packed, quality=85)
+    assert size == packed.stat().st_size
+    assert size < plain.stat().st_size
+    back = load_line_cache(tmp_path / "no-data", packed)
+    assert len(back) == len(samples)
+    for a, b in zip(samples, back, strict=True):
+        assert (b.text, b.page, b.line_id, b.volume, b.split, b.type) == (
+            a.text,
+            a.page,
+            a.line_id,
+            a.volume,
+            a.split,
+            a.type,
+        )
+        assert b.image.dtype == np.uint8 and b.image.shape == a.image.shape
+        assert np.abs(b.image.astype(int) - a.image.astype(int)).mean() < 4
+    # A plain cache still loads as it did.
+    assert [s.text for s in load_line_cache(tmp_path / "no-data", plain)] == [s.text for s in samples]
+
+
+def test_unknown_packed_format_is_refused(tmp_path):
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(pickle.dumps({"format": "something-else", "lines": []}))
+    with pytest.raises(ValueError, match="format"):
+        load_line_cache(tmp_path, bad)
+
+
+@pytest.fixture()
+def packed_with_synthetic(tmp_path):
+    rng = np.random.default_rng(1)
+    samples = toy_samples()
+    samples += [
+        LineSample(draw_sample(rng, w, SYNTHETIC).image, w, "synthetic", f"s{i}", SYNTHETIC, SYNTHETIC, "synthetic")
+        for i, w in enumerate(["abca", "cba", "bb", "acb", "caab", "ab", "bac", "cc"])
+    ]
+    cache = tmp_path / "packed.pkl"
+    pack_lines(samples, cache)
+    return cache
+
+
+def test_workers_synthetic_from_cache_and_time_budget(tmp_path, packed_with_synthetic):
+    # A budget any epoch spends: training stops after the first of many epochs.
+    cfg = toy_config(
+        tmp_path,
+        packed_with_synthetic,
+        "budget",
+        epochs=50,
+        workers=2,
+        synthetic_from_cache=True,
+        synthetic_ratio=0.25,
+        augment=True,
+        cosine=True,
+        budget_minutes=0.001,
+    )
+    state = train(cfg)
+    assert state.epoch == 1 and len(state.history) == 1
+    assert state.seconds > 0
+    assert np.isfinite(state.history[0]["loss"])
+    history = [json.loads(x) for x in (tmp_path / "budget" / "history.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [0]
+    # The synthetic split is neither trained on as a real line nor validated on.
+    assert "cer/val-seen" in history[0] and not any(SYNTHETIC in k for k in history[0])
+    # The lr decayed over the budget: the epoch that spent it ended at the floor.
+    assert history[0]["lr"] == pytest.approx(cfg.lr * cfg.min_lr_ratio, rel=1e-6)
+
+
+def test_synthetic_from_cache_needs_synthetic_lines(tmp_path, toy_cache):
+    with pytest.raises(ValueError, match="synthetic"):
+        train(toy_config(tmp_path, toy_cache, "nosynth", synthetic_from_cache=True))
+
+
+def toy_items(n: int = 40) -> list[tuple[np.ndarray, list[int], bool]]:
+    rng = np.random.default_rng(2)
+    words = ["ab", "abc", "cab", "ba", "bca", "acab"]
+    return [(draw_sample(rng, words[i % 6], "train").image, [1 + (i % 3), 2], True) for i in range(n)]
+
+
+def test_epoch_batches_are_the_same_in_any_process():
+    import random
+
+    import torch
+
+    items = toy_items()
+    batches = make_batches([img.shape[1] for img, _, _ in items], 8, random.Random(0))
+    ds = EpochBatches(items, batches, seed=3, epoch=1)
+
+    def loaded(workers: int) -> list:
+        loader = torch.utils.data.DataLoader(
+            ds, batch_size=None, num_workers=workers, worker_init_fn=_worker_init if workers else None
+        )
+        return list(loader)
+
+    def same(a, b) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    direct = [ds[b] for b in range(len(ds))]
+    assert all(same(ds[b], direct[b]) for b in range(len(ds)))
+    for workers in (0, 2):
+        out = loaded(workers)
+        assert len(out) == len(direct)
+        assert all(same(a, b) for a, b in zip(out, direct, strict=True))
+    # Augmentation really is drawn: another epoch (or seed) distorts the lines otherwise.
+    other = EpochBatches(items, batches, seed=3, epoch=2)
+    assert not all(torch.equal(other[b][0], direct[b][0]) for b in range(len(ds)))
+    # Labels follow the batch's lines.
+    x, widths, targets, lengths = direct[0]
+    assert x.shape[0] == len(batches[0]) == len(widths) == len(lengths)
+    assert targets.tolist() == [k for i in batches[0] for k in items[i][1]]
+
+
+def test_cosine_ratio():
+    assert cosine_ratio(0.0, 0.1) == pytest.approx(1.0)
+    assert cosine_ratio(1.0, 0.1) == pytest.approx(0.1)
+    assert cosine_ratio(0.5, 0.1) == pytest.approx(0.55)
+    assert cosine_ratio(-0.5, 0.1) == pytest.approx(1.0)
+    assert cosine_ratio(3.0, 0.1) == pytest.approx(0.1)
+    ratios = [cosine_ratio(p, 0.05) for p in np.linspace(-0.2, 1.2, 57)]
+    assert all(a >= b for a, b in zip(ratios, ratios[1:]))
+
+
+def test_new_model_has_the_configured_channels(tmp_path, toy_cache):
+    import torch
+
+    from ocr.checkpoint import load_model
+
+    train(toy_config(tmp_path, toy_cache, "narrow", epochs=1, channels=(8, 12, 16, 20)))
+    last = torch.load(tmp_path / "narrow" / "last.pt", map_location="cpu", weights_only=False)
+    assert last["config"]["channels"] == [8, 12, 16, 20]
+    exported = torch.load(tmp_path / "narrow.pt", map_location="cpu", weights_only=True)
+    assert exported["config"]["channels"] == [8, 12, 16, 20]
+    model, _, _ = load_model(tmp_path / "narrow.pt")
+    assert model.config.channels == (8, 12, 16, 20)
+    assert model.cnn[0].out_channels == 8
