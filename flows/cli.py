@@ -172,6 +172,10 @@ def train(
         ),
     ] = False,
     workers: Annotated[int, typer.Option(min=0, help="Processes that augment and batch lines (0: none).")] = 0,
+    volume_weights: Annotated[
+        str,
+        typer.Option(help="Lines per epoch of a volume as a multiple of its own, like random-set-1=2,dufour-1=0.5."),
+    ] = "",
     channels: Annotated[
         str, typer.Option(help="A new model's CNN widths, four comma-separated numbers.")
     ] = "32,64,96,128",
@@ -199,6 +203,15 @@ def train(
         widths = ()
     if len(widths) != 4 or min(widths) < 1:
         _fail(f"--channels: four positive numbers, like 32,64,96,128 (got {channels!r})")
+    weights: dict[str, float] = {}
+    for part in filter(None, volume_weights.split(",")):
+        name, _, value = part.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            _fail(f"--volume-weights: VOLUME=NUMBER pairs separated by commas (got {part!r})")
+        if weights[name.strip()] < 0:
+            _fail(f"--volume-weights: {name} must not be negative")
     cfg = TrainConfig(
         run_dir=run_dir,
         export=export,
@@ -214,6 +227,7 @@ def train(
         cache=cache,
         synthetic_from_cache=synthetic_from_cache,
         workers=workers,
+        volume_weights=weights,
         channels=widths,
         lstm_hidden=lstm_hidden,
         lstm_layers=lstm_layers,

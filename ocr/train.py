@@ -63,6 +63,9 @@ class TrainConfig:
     #: instead of rendering them: for machines without the fonts and name lists. They are augmented, since
     #: each is seen many times.
     synthetic_from_cache: bool = False
+    #: Lines of a volume per epoch, as a multiple of its training lines (``{"random-set-1": 2.0}``): more of
+    #: the hands the model reads worst, fewer of one it already reads well. Fractions are drawn at random.
+    volume_weights: dict[str, float] = field(default_factory=dict)
     #: Worker processes that augment and batch lines while the model trains (0: in the training process).
     workers: int = 0
     augment: bool = True
@@ -269,6 +272,9 @@ def train(
         len(train_set) - len(keep),
         len(val_set),
     )
+    unknown = set(cfg.volume_weights) - {s.volume for s in keep}
+    if unknown:
+        log.warning("--volume-weights: no training lines of %s", ", ".join(sorted(unknown)))
     pool_items = []
     if cfg.synthetic_from_cache:
         for s in pool:
@@ -286,9 +292,13 @@ def train(
         model.train()
         epoch_started = time.monotonic()
         # (image, labels, augment?): rendered synthetic lines come already distorted by their renderer.
-        items: list[tuple[np.ndarray, list[int], bool]] = [
-            (s.image, e, cfg.augment) for s, e in zip(keep, encoded, strict=True)
-        ]
+        items: list[tuple[np.ndarray, list[int], bool]] = []
+        for s, e in zip(keep, encoded, strict=True):
+            copies = 1
+            if cfg.volume_weights:
+                w = cfg.volume_weights.get(s.volume, 1.0)
+                copies = int(w) + int(np_rng.random() < w - int(w))
+            items += [(s.image, e, cfg.augment)] * copies
         n_synth = int(len(keep) * cfg.synthetic_ratio)
         if pool_items and n_synth:
             picks = np_rng.choice(len(pool_items), min(n_synth, len(pool_items)), replace=False)
