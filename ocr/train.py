@@ -311,6 +311,10 @@ def train(
         batches = make_batches([it[0].shape[1] for it in items], cfg.batch_size, py_rng)
         if not cfg.cosine:
             epoch_lrs = [group["lr"] for group in opt.param_groups]
+        if cfg.workers:
+            # Shut OpenCV's thread pool down before forking: a worker that inherits a live pool hangs in its
+            # own cv2.setNumThreads (seen in pthread_cond_destroy), and the augmentation runs in the workers.
+            cv2.setNumThreads(1)
         loader = torch.utils.data.DataLoader(
             EpochBatches(items, batches, cfg.seed, state.epoch),
             batch_size=None,
@@ -359,6 +363,10 @@ def train(
                     rate,
                 )
         train_s = time.monotonic() - t0
+        if not cfg.cosine:
+            # Undo the warm-up scaling, so the plateau schedule (and the next epoch) starts from the real rate.
+            for group, base in zip(opt.param_groups, epoch_lrs, strict=True):
+                group["lr"] = base
         rates = evaluate_lines(recognizer, val_set)
         seen_cer = rates.get("val-seen", rates["all"]).cer
         if not cfg.cosine:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ocr.corpus import SYNTHETIC, LineSample, load_line_cache, pack_lines
-from ocr.train import EpochBatches, TrainConfig, _worker_init, cosine_ratio, make_batches, train
+from ocr.train import EpochBatches, TrainConfig, cosine_ratio, make_batches, train
 
 
 def draw_sample(rng: np.random.Generator, text: str, split: str) -> LineSample:
@@ -154,6 +154,8 @@ def packed_with_synthetic(tmp_path):
     return cache
 
 
+# A deadlocked DataLoader worker fails the test in two minutes instead of hanging the suite.
+@pytest.mark.timeout(120)
 def test_workers_synthetic_from_cache_and_time_budget(tmp_path, packed_with_synthetic):
     # A budget any epoch spends: training stops after the first of many epochs.
     cfg = toy_config(
@@ -191,6 +193,7 @@ def toy_items(n: int = 40) -> list[tuple[np.ndarray, list[int], bool]]:
     return [(draw_sample(rng, words[i % 6], "train").image, [1 + (i % 3), 2], True) for i in range(n)]
 
 
+@pytest.mark.timeout(120)
 def test_epoch_batches_are_the_same_in_any_process():
     import random
 
@@ -202,7 +205,10 @@ def test_epoch_batches_are_the_same_in_any_process():
 
     def loaded(workers: int) -> list:
         loader = torch.utils.data.DataLoader(
-            ds, batch_size=None, num_workers=workers, worker_init_fn=_worker_init if workers else None
+            ds,
+            batch_size=None,
+            num_workers=workers,
+            timeout=60 if workers else 0,
         )
         return list(loader)
 
@@ -224,6 +230,21 @@ def test_epoch_batches_are_the_same_in_any_process():
     assert targets.tolist() == [k for i in batches[0] for k in items[i][1]]
 
 
+@pytest.mark.timeout(120)
+def test_workers_start_after_opencv_ran_in_the_training_process(tmp_path, toy_cache):
+    # The training process has used OpenCV's thread pool (rendered synthetic lines, augmentation, an
+    # earlier run) and the pool's threads are idle when the DataLoader forks its workers: the workers
+    # must still build batches rather than deadlock on the pool's copied state.
+    import time
+
+    import cv2
+
+    cv2.GaussianBlur(np.random.default_rng(0).random((1500, 1500)).astype(np.float32), (0, 0), 3)
+    time.sleep(0.5)
+    state = train(toy_config(tmp_path, toy_cache, "forked", epochs=1, workers=2, augment=True))
+    assert state.epoch == 1
+
+
 def test_cosine_ratio():
     assert cosine_ratio(0.0, 0.1) == pytest.approx(1.0)
     assert cosine_ratio(1.0, 0.1) == pytest.approx(0.1)
@@ -231,7 +252,7 @@ def test_cosine_ratio():
     assert cosine_ratio(-0.5, 0.1) == pytest.approx(1.0)
     assert cosine_ratio(3.0, 0.1) == pytest.approx(0.1)
     ratios = [cosine_ratio(p, 0.05) for p in np.linspace(-0.2, 1.2, 57)]
-    assert all(a >= b for a, b in zip(ratios, ratios[1:]))
+    assert all(a >= b for a, b in zip(ratios[:-1], ratios[1:], strict=True))
 
 
 def test_new_model_has_the_configured_channels(tmp_path, toy_cache):
@@ -247,3 +268,12 @@ def test_new_model_has_the_configured_channels(tmp_path, toy_cache):
     model, _, _ = load_model(tmp_path / "narrow.pt")
     assert model.config.channels == (8, 12, 16, 20)
     assert model.cnn[0].out_channels == 8
+
+
+def test_warmup_longer_than_an_epoch_reaches_the_full_rate(tmp_path, toy_cache):
+    # Without --cosine the rate read back at each epoch start must be the unscaled one: a warm-up spanning
+    # several epochs used to compound its scaling and leave the run at a fraction of --lr for good.
+    cfg = toy_config(tmp_path, toy_cache, "warm", epochs=4, lr=1e-3, warmup_steps=24)  # 12 batches an epoch
+    state = train(cfg)
+    assert state.history[0]["step"] == 12
+    assert [h["lr"] for h in state.history] == pytest.approx([1e-3] * 4)
