@@ -28,12 +28,15 @@ from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
 from ocr.corpus import DEFAULT_DATA, split_of  # noqa: E402
 from ocr.groundtruth import find_ground_truth, read_alto  # noqa: E402
+from ocr.metrics import ErrorRates  # noqa: E402
+from segmentation.crop import crop_line  # noqa: E402
 from segmentation.evaluate import MatchCounts, count_matches, match_lines  # noqa: E402
 from segmentation.lines import segment_page  # noqa: E402
 from segmentation.loading import load_page  # noqa: E402
@@ -82,12 +85,38 @@ def end_to_end_cer(xmls: list[Path]) -> dict[str, dict]:
     return out
 
 
+def crop_gap(matched: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[ErrorRates, ErrorRates]:
+    """Return greedy error rates on matched lines read from the ground-truth crops and from our own crops.
+
+    The end-to-end gap has two parts: lines found wrongly (missed, split, merged:
+    their text counts as deleted or inserted) and lines found but cropped
+    differently from the ground truth's polygon. This measures the second.
+    """
+    import torch
+
+    from ocr.inference import Recognizer
+
+    if ALL_CORES:
+        os.sched_setaffinity(0, ALL_CORES)
+    torch.set_num_threads(max(1, len(ALL_CORES)))
+    rec = Recognizer.load(None, "cpu")
+    gt_rates, own_rates = ErrorRates(), ErrorRates()
+    texts = [t for t, _, _ in matched]
+    for text, a, b in zip(
+        texts, rec.recognize([g for _, g, _ in matched]), rec.recognize([o for _, _, o in matched]), strict=True
+    ):
+        gt_rates.add(text, a.text)
+        own_rates.add(text, b.text)
+    return gt_rates, own_rates
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA / "lectaurep" / "train")
     ap.add_argument("--quick", action="store_true", help="four validation pages, one timing run")
     ap.add_argument("--train", action="store_true", help="also score every fourth training page")
     ap.add_argument("--cer", action="store_true", help="also end-to-end CER with the recognizer (slow)")
+    ap.add_argument("--crop-gap", action="store_true", help="CER of matched lines: our crops against GT crops")
     ap.add_argument("--iou", type=float, default=0.5)
     args = ap.parse_args()
 
@@ -103,6 +132,7 @@ def main() -> None:
 
     counts: dict[str, MatchCounts] = defaultdict(MatchCounts)
     load_ms, seg_ms, mpix = [], [], []
+    matched: list[tuple[str, np.ndarray, np.ndarray]] = []
     for xml, kind in pages:
         gt = read_alto(xml)
         if gt.image_path is None:
@@ -113,7 +143,18 @@ def main() -> None:
         t1 = time.perf_counter()
         seg = segment_page(page)
         t2 = time.perf_counter()
-        c = count_matches(match_lines([ln.polygon for ln in seg.lines], [ln.polygon for ln in gt.lines], args.iou))
+        pairs = match_lines([ln.polygon for ln in seg.lines], [ln.polygon for ln in gt.lines], args.iou)
+        c = count_matches(pairs)
+        if args.crop_gap and kind == "val":
+            for p, g in pairs:
+                if p is not None and g is not None and gt.lines[g].text:
+                    gl, pl = gt.lines[g], seg.lines[p]
+                    try:
+                        gc = crop_line(page.pixels, gl.polygon, gl.baseline)
+                        pc = crop_line(page.pixels, pl.polygon, pl.baseline)
+                    except ValueError:
+                        continue
+                    matched.append((gl.text, gc, pc))
         group = group_of(xml) if kind == "val" else "train pages (tuning set)"
         counts[group] += c
         counts[f"ALL {kind}"] += c
@@ -155,6 +196,13 @@ def main() -> None:
             p90 = q[min(len(q) - 1, int(0.9 * len(q)))]
             print(f"| {name:38s} | {statistics.median(q):8.0f} | {p90:8.0f} | {q[-1]:8.0f} |")
         print(f"(pages of {min(mpix):.1f}–{max(mpix):.1f} Mpx)")
+    if args.crop_gap:
+        gt_rates, own_rates = crop_gap(matched)
+        print()
+        print(
+            f"matched lines ({gt_rates.lines}), greedy CER: ground-truth crops {gt_rates.cer:.4f}, "
+            f"our crops {own_rates.cer:.4f} ({100 * (own_rates.cer - gt_rates.cer):+.2f} points)"
+        )
     if args.cer:
         res = end_to_end_cer([x for x, k in pages if k == "val"])
         print()
