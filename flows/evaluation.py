@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.settings import Settings
+from flows.settings import Settings, load_recognizer
 from ocr.groundtruth import GroundTruthError, GroundTruthPage, find_ground_truth, read_ground_truth
 from ocr.metrics import ErrorRates
 from segmentation.crop import crop_line
@@ -42,14 +42,11 @@ def load_gray(path: Path) -> np.ndarray:
 def read_lines(crops: list[np.ndarray], settings: Settings) -> list[LineReading]:
     """Return the reading of each crop: recognizer log-probs, then greedy or names-LM decoding."""
     from ocr.checkpoint import ModelFileError
-    from ocr.inference import Recognizer
 
     if not crops:
         return []
     try:
-        recognizer = Recognizer.load(
-            str(settings.model), None if settings.device == "auto" else settings.device, cpu_bf16=settings.cpu_bf16
-        )
+        recognizer = load_recognizer(settings)
     except ModelFileError as exc:
         raise EvalError(str(exc)) from exc
     if not settings.use_lm:

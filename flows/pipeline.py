@@ -29,7 +29,7 @@ import numpy as np
 from flows.manifest import DONE, FAILED, ManifestEntry, write_part
 from flows.records import Alternative, Box, LineRecord, PageRecord, WordRecord
 from flows.serializers import SERIALIZERS
-from flows.settings import Settings
+from flows.settings import Settings, load_recognizer
 from flows.storage import Storage, StorageError, is_transient
 
 log = logging.getLogger(__name__)
@@ -119,11 +119,7 @@ def get_engine(settings: Settings) -> Engine:
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            from ocr.inference import Recognizer
-
-            device = None if settings.device == "auto" else settings.device
-            recognizer = Recognizer.load(str(settings.model), device, cpu_bf16=settings.cpu_bf16)
-            recognizer.max_batch_pixels = settings.batch_pixels
+            recognizer = load_recognizer(settings)
             decoder, name, lm_version = _open_decoder(recognizer, settings)
             stride = int(getattr(recognizer.model.config, "width_stride", 2))
             engine = Engine(recognizer, decoder, name, lm_version, stride)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from ocr.inference import Recognizer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,4 +50,16 @@ class Settings(BaseSettings):
     table_rows: int = Field(2000, ge=0, description="most pages listed in the Prefect table artifact (failures first)")
     manifest_flush_s: float = Field(
         300.0, gt=0, description="seconds between merges of manifest parts into DST/manifest.jsonl during a run"
+    )
+
+
+def load_recognizer(settings: Settings) -> Recognizer:
+    """Return the recognizer the settings name: model file, device (``auto``: CUDA when present), bf16, batch budget."""
+    from ocr.inference import Recognizer
+
+    return Recognizer.load(
+        str(settings.model),
+        None if settings.device == "auto" else settings.device,
+        cpu_bf16=settings.cpu_bf16,
+        max_batch_pixels=settings.batch_pixels,
     )

@@ -93,13 +93,19 @@ class Recognizer:
         self.height = model.config.height
 
     @classmethod
-    def load(cls, path: str | None = None, device: str | None = None, cpu_bf16: bool = False) -> Recognizer:
+    def load(
+        cls,
+        path: str | None = None,
+        device: str | None = None,
+        cpu_bf16: bool = False,
+        max_batch_pixels: int = 48 * 48 * 1200,
+    ) -> Recognizer:
         """Return a recognizer from a model file (the shipped one by default), on CUDA when present."""
         from ocr.checkpoint import load_model
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, charset, version = load_model(path, device)
-        return cls(model.fuse_for_inference(), charset, version, device, cpu_bf16=cpu_bf16)
+        return cls(model.fuse_for_inference(), charset, version, device, max_batch_pixels, cpu_bf16=cpu_bf16)
 
     def batches(self, crops: Sequence[np.ndarray]) -> list[list[int]]:
         """Return crop indices grouped into width-sorted batches under the pixel budget."""
