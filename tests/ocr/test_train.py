@@ -1,13 +1,40 @@
 """A tiny real training run: loss falls, checkpoints are written, and a second call resumes."""
 
+import inspect
 import json
+import os
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from ocr.corpus import SYNTHETIC, LineSample, load_line_cache, pack_lines
 from ocr.train import EpochBatches, TrainConfig, cosine_ratio, make_batches, train
+
+
+def in_own_interpreter(test):
+    """Run a test that forks DataLoader workers in a fresh pytest process.
+
+    Earlier tests of the suite leave state in this interpreter (Prefect's
+    temporary server and its threads) that makes a forked worker exit with
+    code 1 at its end; `registre train` never shares its process with them.
+    """
+
+    def wrapper(*args, **kwargs):
+        if os.environ.get("REGISTRE_TEST_CHILD"):
+            return test(*args, **kwargs)
+        env = {**os.environ, "REGISTRE_TEST_CHILD": "1"}
+        node = f"{Path(__file__).resolve()}::{test.__name__}"
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", node]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+    wrapper.__name__ = test.__name__
+    wrapper.__signature__ = inspect.signature(test)
+    return wrapper
 
 
 def draw_sample(rng: np.random.Generator, text: str, split: str) -> LineSample:
@@ -155,7 +182,8 @@ def packed_with_synthetic(tmp_path):
 
 
 # A deadlocked DataLoader worker fails the test in two minutes instead of hanging the suite.
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(320)
+@in_own_interpreter
 def test_workers_synthetic_from_cache_and_time_budget(tmp_path, packed_with_synthetic):
     # A budget any epoch spends: training stops after the first of many epochs.
     cfg = toy_config(
@@ -193,7 +221,8 @@ def toy_items(n: int = 40) -> list[tuple[np.ndarray, list[int], bool]]:
     return [(draw_sample(rng, words[i % 6], "train").image, [1 + (i % 3), 2], True) for i in range(n)]
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(320)
+@in_own_interpreter
 def test_epoch_batches_are_the_same_in_any_process():
     import random
 
@@ -230,7 +259,8 @@ def test_epoch_batches_are_the_same_in_any_process():
     assert targets.tolist() == [k for i in batches[0] for k in items[i][1]]
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(320)
+@in_own_interpreter
 def test_workers_start_after_opencv_ran_in_the_training_process(tmp_path, toy_cache):
     # The training process has used OpenCV's thread pool (rendered synthetic lines, augmentation, an
     # earlier run) and the pool's threads are idle when the DataLoader forks its workers: the workers
