@@ -59,17 +59,21 @@ def group_of(xml: Path) -> str:
     return f"{xml.parent.name} ({split_of(xml.stem)})"
 
 
-def end_to_end_cer(xmls: list[Path]) -> dict[str, dict]:
-    """Return ``registre eval`` summaries (greedy) with ground-truth lines and with our own segmentation."""
+def unpin_for_recognition() -> None:
+    """Give recognition every core back: it is not what is timed here."""
     import torch
 
-    from flows.evaluation import run_eval
-    from flows.settings import Settings
-
-    # Recognition is not what is timed here: give it every core back.
     if ALL_CORES:
         os.sched_setaffinity(0, ALL_CORES)
     torch.set_num_threads(max(1, len(ALL_CORES)))
+
+
+def end_to_end_cer(xmls: list[Path]) -> dict[str, dict]:
+    """Return ``registre eval`` summaries (greedy) with ground-truth lines and with our own segmentation."""
+    from flows.evaluation import run_eval
+    from flows.settings import Settings
+
+    unpin_for_recognition()
 
     settings = Settings(use_lm=False)
     out = {}
@@ -92,13 +96,9 @@ def crop_gap(matched: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[ErrorRa
     their text counts as deleted or inserted) and lines found but cropped
     differently from the ground truth's polygon. This measures the second.
     """
-    import torch
-
     from ocr.inference import Recognizer
 
-    if ALL_CORES:
-        os.sched_setaffinity(0, ALL_CORES)
-    torch.set_num_threads(max(1, len(ALL_CORES)))
+    unpin_for_recognition()
     rec = Recognizer.load(None, "cpu")
     gt_rates, own_rates = ErrorRates(), ErrorRates()
     texts = [t for t, _, _ in matched]

@@ -238,8 +238,7 @@ def train(
     )
     if data_dir:
         cfg.data_dir = data_dir
-    if not cfg.cache.exists() and not (cfg.data_dir / "lectaurep" / "train").is_dir():
-        _fail(f"{cfg.data_dir}: no lectaurep/train folder (pass --data)")
+    _require_lines(cfg.data_dir, cfg.cache)
     synthetic = None
     if synthetic_ratio > 0 and not synthetic_from_cache:
         from ocr.synthetic import SyntheticLines
@@ -247,6 +246,12 @@ def train(
         synthetic = SyntheticLines(cfg.data_dir / "names")
     state = run_training(cfg, synthetic)
     typer.echo(json.dumps({"epochs": state.epoch, "best_epoch": state.best_epoch, "best_cer": state.best_cer}))
+
+
+def _require_lines(data_dir: Path, cache: Path) -> None:
+    """Exit with a clear message when there is neither a line cache nor the training pages to build one."""
+    if not cache.exists() and not (data_dir / "lectaurep" / "train").is_dir():
+        _fail(f"{data_dir}: no lectaurep/train folder (pass --data)")
 
 
 @app.command("pack-lines")
@@ -271,8 +276,7 @@ def pack_lines(
     from ocr.corpus import pack_lines as write_packed
 
     data = data_dir or DEFAULT_DATA
-    if not cache.exists() and not (data / "lectaurep" / "train").is_dir():
-        _fail(f"{data}: no lectaurep/train folder (pass --data)")
+    _require_lines(data, cache)
     keep = set(splits.split(","))
     samples = [s for s in load_line_cache(data, cache) if s.split in keep]
     if synthetic:

@@ -96,12 +96,17 @@ def build_line_cache(data_dir: Path, cache: Path, height: int = LINE_HEIGHT) -> 
                 continue
             samples.append(LineSample(crop, gt.text, page.id, line_id, xml.parent.name, split, gt.type))
         log.info("%s: %d lines", page.id, len(page.lines))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        pickle.dump(samples, f, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(cache)
+    _write_pickle(samples, cache)
     return samples
+
+
+def _write_pickle(obj: object, path: Path) -> None:
+    """Pickle ``obj`` to a temporary file beside ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
 
 
 #: Split of the pre-rendered synthetic lines a packed cache may carry (see :func:`pack_lines`).
@@ -123,11 +128,7 @@ def pack_lines(samples: Sequence[LineSample], path: Path, quality: int = 85) -> 
         if not ok:
             raise ValueError(f"{s.page}/{s.line_id}: WebP encoding failed")
         rows.append((buf.tobytes(), s.text, s.page, s.line_id, s.volume, s.split, s.type))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        pickle.dump({"format": PACKED_FORMAT, "lines": rows}, f, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(path)
+    _write_pickle({"format": PACKED_FORMAT, "lines": rows}, path)
     return path.stat().st_size
 
 

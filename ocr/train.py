@@ -116,6 +116,14 @@ def _repeats(ids: Sequence[int]) -> int:
     return sum(1 for a, b in zip(ids, ids[1:], strict=False) if a == b)
 
 
+def label_fits(ids: Sequence[int], width: int, stride: int, augmented: bool) -> bool:
+    """Return True when a line ``width`` pixels wide has CTC frames for ``ids``.
+
+    Augmentation may shrink a line to 0.8 of its width, so an augmented line must fit at that scale.
+    """
+    return fits_ctc(len(ids), _repeats(ids), int(width * 0.8) if augmented else width, stride)
+
+
 def make_batches(widths: Sequence[int], batch_size: int, rng: random.Random) -> list[list[int]]:
     """Return shuffled batches of indices of similar width (sorted within random pools)."""
     idx = list(range(len(widths)))
@@ -254,8 +262,7 @@ def train(
         ids = charset.encode(s.text)
         if not ids:
             continue
-        # Augmentation may shrink width to 0.8x: require the fit at that scale.
-        if not fits_ctc(len(ids), _repeats(ids), int(s.image.shape[1] * 0.8), stride):
+        if not label_fits(ids, s.image.shape[1], stride, augmented=True):
             log.warning(
                 "line %s/%s cannot fit its %d labels in %d px: not trained on",
                 s.page,
@@ -279,7 +286,7 @@ def train(
     if cfg.synthetic_from_cache:
         for s in pool:
             ids = charset.encode(s.text)
-            if ids and fits_ctc(len(ids), _repeats(ids), int(s.image.shape[1] * 0.8), stride):
+            if ids and label_fits(ids, s.image.shape[1], stride, augmented=True):
                 pool_items.append((s.image, ids, True))
         log.info("%d pre-rendered synthetic lines to draw from", len(pool_items))
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
@@ -306,7 +313,7 @@ def train(
         elif synthetic is not None and n_synth:
             for img, text in synthetic(np_rng, n_synth):
                 ids = charset.encode(text)
-                if ids and fits_ctc(len(ids), _repeats(ids), img.shape[1], stride):
+                if ids and label_fits(ids, img.shape[1], stride, augmented=False):
                     items.append((img, ids, False))
         batches = make_batches([it[0].shape[1] for it in items], cfg.batch_size, py_rng)
         if not cfg.cosine:
