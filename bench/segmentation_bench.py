@@ -1,6 +1,10 @@
 """Segmentation benchmark: line precision/recall (IoU ≥ 0.5) on the validation pages and ms per page on one core.
 
-Usage: python bench/segmentation_bench.py [--quick] [--train] [--cer] [--data DIR]
+Usage: python bench/segmentation_bench.py [--segmenter learned|rules] [--quick] [--train] [--cer] [--crop-gap]
+
+``--segmenter`` picks the line finder: ``learned`` (the U-Net of
+``models/registre-lines.onnx``, trained on the training pages only; the
+default, as in ``registre digitize``) or ``rules`` (smear, ridges, watershed).
 
 Pages are the LECTAUREP pages whose ``ocr.corpus.split_of`` is not ``train``;
 ``--train`` also scores every fourth training page (the pages the segmentation's
@@ -38,7 +42,8 @@ from ocr.groundtruth import find_ground_truth, read_alto  # noqa: E402
 from ocr.metrics import ErrorRates  # noqa: E402
 from segmentation.crop import crop_line  # noqa: E402
 from segmentation.evaluate import MatchCounts, count_matches, match_lines  # noqa: E402
-from segmentation.lines import segment_page  # noqa: E402
+from segmentation.learned import DEFAULT_LINE_MODEL, line_network  # noqa: E402
+from segmentation.lines import SegmentationParams, segment_page  # noqa: E402
 from segmentation.loading import load_page  # noqa: E402
 
 ALL_CORES = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set()
@@ -68,14 +73,14 @@ def unpin_for_recognition() -> None:
     torch.set_num_threads(max(1, len(ALL_CORES)))
 
 
-def end_to_end_cer(xmls: list[Path]) -> dict[str, dict]:
+def end_to_end_cer(xmls: list[Path], segmenter: str) -> dict[str, dict]:
     """Return ``registre eval`` summaries (greedy) with ground-truth lines and with our own segmentation."""
     from flows.evaluation import run_eval
     from flows.settings import Settings
 
     unpin_for_recognition()
 
-    settings = Settings(use_lm=False)
+    settings = Settings(use_lm=False, segmenter=segmenter)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for xml in xmls:
@@ -118,7 +123,9 @@ def main() -> None:
     ap.add_argument("--cer", action="store_true", help="also end-to-end CER with the recognizer (slow)")
     ap.add_argument("--crop-gap", action="store_true", help="CER of matched lines: our crops against GT crops")
     ap.add_argument("--iou", type=float, default=0.5)
+    ap.add_argument("--segmenter", choices=("learned", "rules"), default="learned", help="line finder")
     args = ap.parse_args()
+    params = SegmentationParams(line_model=str(DEFAULT_LINE_MODEL) if args.segmenter == "learned" else None)
 
     machine = describe_machine()  # before pinning: it counts the cores this process may use
     where = pin_one_core()
@@ -141,7 +148,7 @@ def main() -> None:
         t0 = time.perf_counter()
         page = load_page(data, gt.image_path.name)
         t1 = time.perf_counter()
-        seg = segment_page(page)
+        seg = segment_page(page, params)
         t2 = time.perf_counter()
         pairs = match_lines([ln.polygon for ln in seg.lines], [ln.polygon for ln in gt.lines], args.iou)
         c = count_matches(pairs)
@@ -172,11 +179,13 @@ def main() -> None:
         for i, (xml, _) in enumerate(p for p in pages if p[1] == "val"):
             page = load_page(read_alto(xml).image_path.read_bytes())
             t0 = time.perf_counter()
-            segment_page(page)
+            segment_page(page, params)
             seg_ms[i] = min(seg_ms[i], 1000 * (time.perf_counter() - t0))
 
     print()
+    model = f" ({line_network(DEFAULT_LINE_MODEL).version})" if args.segmenter == "learned" else ""
     print(f"Segmentation benchmark — {machine}; timed on one core ({where}, cv2 1 thread)")
+    print(f"line finder: {args.segmenter}{model}")
     print(f"IoU threshold {args.iou}; lines matched one-to-one (Hungarian)")
     print()
     print(f"| {'pages':38s} | {'pred':>5s} | {'gt':>5s} | {'matched':>7s} | {'precision':>9s} | {'recall':>6s} |")
@@ -204,7 +213,7 @@ def main() -> None:
             f"our crops {own_rates.cer:.4f} ({100 * (own_rates.cer - gt_rates.cer):+.2f} points)"
         )
     if args.cer:
-        res = end_to_end_cer([x for x, k in pages if k == "val"])
+        res = end_to_end_cer([x for x, k in pages if k == "val"], args.segmenter)
         print()
         print("| segmentation | CER (greedy) | lines | line precision | line recall |")
         print("|---|---|---|---|---|")

@@ -43,14 +43,36 @@ BeamOpt = Annotated[int | None, typer.Option("--beam-width", min=1, help="Beam w
 HotwordsOpt = Annotated[Path | None, typer.Option("--hotwords", help="File of words to boost, one per line.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")]
+SegmenterOpt = Annotated[
+    str | None,
+    typer.Option("--segmenter", help="Line finder: learned (the U-Net of models/, default) or rules."),
+]
+
+
+def _check_segmenter(settings: Settings) -> None:
+    """Exit with a clear message when the line finder the settings name cannot be used."""
+    from flows.settings import segmentation_params
+    from segmentation.learned import LineModelError
+
+    try:
+        segmentation_params(settings)
+    except LineModelError as exc:
+        _fail(str(exc))
 
 
 def _settings(**flags: object) -> Settings:
     """Return settings from the environment, overridden by the flags that were given."""
+    from pydantic import ValidationError
+
     given = {k: v for k, v in flags.items() if v is not None}
     if given.pop("no_lm", False):
         given["use_lm"] = False
-    return Settings(**given)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        _fail(f"bad setting: {problems}")
+        raise  # unreachable: _fail exits
 
 
 @app.command()
@@ -69,6 +91,7 @@ def digitize(
     beam_width: BeamOpt = None,
     hotwords: HotwordsOpt = None,
     device: DeviceOpt = None,
+    segmenter: SegmenterOpt = None,
     dask_address: Annotated[
         str | None, typer.Option("--dask-address", help="Run chunk tasks on this Dask scheduler (tcp://host:8786).")
     ] = None,
@@ -95,7 +118,9 @@ def digitize(
         formats=formats.split(","),
         dask_address=dask_address,
         dask_workers=dask_workers,
+        segmenter=segmenter,
     )
+    _check_segmenter(settings)
     raise typer.Exit(digitize_in_terminal(src, out, settings, only_failed=only_failed, force=force, verbose=verbose))
 
 
@@ -112,6 +137,7 @@ def evaluate(
     beam_width: BeamOpt = None,
     hotwords: HotwordsOpt = None,
     device: DeviceOpt = None,
+    segmenter: SegmenterOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Print CER, WER, line counts and speed on GT_DIR as one JSON object."""
@@ -120,7 +146,11 @@ def evaluate(
 
     if segmentation not in ("gt", "auto"):
         _fail("--segmentation must be gt or auto")
-    settings = _settings(model=model, lm=lm, no_lm=no_lm, beam_width=beam_width, hotwords=hotwords, device=device)
+    settings = _settings(
+        model=model, lm=lm, no_lm=no_lm, beam_width=beam_width, hotwords=hotwords, device=device, segmenter=segmenter
+    )
+    if segmentation == "auto":
+        _check_segmenter(settings)
     try:
         result = run_eval(gt_dir, settings, segmentation=segmentation, predictions=predictions)
     except EvalError as exc:
@@ -292,6 +322,37 @@ def pack_lines(
     typer.echo(json.dumps({"out": str(out), "lines": len(samples), "synthetic": synthetic, "mb": round(size / 1e6, 1)}))
 
 
+@app.command("train-lines")
+def train_lines(
+    out: Annotated[Path, typer.Option("--out", help="The ONNX network to write (its JSON goes beside it).")] = Path(
+        "models/registre-lines.onnx"
+    ),
+    data_dir: Annotated[
+        Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 2000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Page crops per step.")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule).")] = 2e-3,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: PyTorch's default).")] = 0,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast (fast on CPUs with AMX).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the crops and the initial weights.")] = 0,
+) -> None:
+    """Train the learned line finder on the training pages (never the validation pages) and export it to ONNX."""
+    _logging(True)
+    from ocr.corpus import DEFAULT_DATA
+    from ocr.linefinder import LineTrainConfig, train_line_finder
+
+    data = data_dir or DEFAULT_DATA
+    if not (data / "lectaurep" / "train").is_dir():
+        _fail(f"{data}: no lectaurep/train folder (pass --data)")
+    config = LineTrainConfig(steps=steps, batch_size=batch_size, lr=lr, threads=threads, bf16=bf16, seed=seed)
+    try:
+        summary = train_line_finder(out, config, data)
+    except ValueError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("version", "training_pages", "loss")}}))
+
+
 @app.command("build-lm")
 def build_lm(
     out: Annotated[
@@ -328,11 +389,13 @@ def show(
     model: ModelOpt = None,
     no_lm: NoLmOpt = False,
     device: DeviceOpt = None,
+    segmenter: SegmenterOpt = None,
 ) -> None:
     """Draw the detected lines, baselines, words, rules and (with --text) the recognized text over PAGE."""
     import cv2
 
     from flows.evaluation import EvalError, read_lines
+    from flows.settings import segmentation_params
     from segmentation.crop import crop_line
     from segmentation.lines import segment_page
     from segmentation.loading import ImageError, load_page_file
@@ -344,10 +407,11 @@ def show(
         image = load_page_file(page)
     except ImageError as exc:
         _fail(str(exc))
-    seg = segment_page(image)
+    settings = _settings(model=model, no_lm=no_lm, device=device, segmenter=segmenter)
+    _check_segmenter(settings)
+    seg = segment_page(image, segmentation_params(settings))
     texts = None
     if text and seg.lines:
-        settings = _settings(model=model, no_lm=no_lm, device=device)
         keep, crops = [], []
         for i, line in enumerate(seg.lines):
             try:

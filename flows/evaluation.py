@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.settings import Settings, load_recognizer
+from flows.settings import Settings, load_recognizer, segmentation_params
 from ocr.groundtruth import GroundTruthError, GroundTruthPage, find_ground_truth, read_ground_truth
 from ocr.metrics import ErrorRates
 from segmentation.crop import crop_line
@@ -105,13 +105,14 @@ def _eval_auto(
     from segmentation.lines import segment_page
     from segmentation.types import PageImage
 
+    params = segmentation_params(settings)
     found, gt_total, matched = 0, 0, 0
     per_page = []
     crops: list[np.ndarray] = []
     seg_seconds = 0.0
     for page, gray in pages:
         t0 = time.perf_counter()
-        seg = segment_page(PageImage(gray, str(page.image_path)))
+        seg = segment_page(PageImage(gray, str(page.image_path)), params)
         seg_seconds += time.perf_counter() - t0
         pred_crops = []
         for line in seg.lines:

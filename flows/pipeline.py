@@ -29,7 +29,7 @@ import numpy as np
 from flows.manifest import DONE, FAILED, ManifestEntry, write_part
 from flows.records import Alternative, Box, LineRecord, PageRecord, WordRecord
 from flows.serializers import SERIALIZERS
-from flows.settings import Settings, load_recognizer
+from flows.settings import Settings, load_recognizer, segmentation_params
 from flows.storage import Storage, StorageError, is_transient
 
 log = logging.getLogger(__name__)
@@ -223,7 +223,7 @@ def prepare_page(data: bytes, job: PageJob, settings: Settings) -> _Prepared:
     t0 = time.perf_counter()
     page = load_page(data, job.key, settings.max_pixels)
     t1 = time.perf_counter()
-    seg = segment_page(page)
+    seg = segment_page(page, segmentation_params(settings))
     crops: list[np.ndarray | None] = []
     regions = []
     for line in seg.lines:

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
     from ocr.inference import Recognizer
+    from segmentation.lines import SegmentationParams
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +32,12 @@ class Settings(BaseSettings):
     chunk_size: int = Field(20, ge=1, le=1000, description="pages per Prefect task")
     formats: list[str] = Field(default_factory=lambda: ["json"], description="json, alto, page")
     max_pixels: int = Field(120_000_000, description="refuse images with more pixels than this")
+    segmenter: str = Field(
+        "learned", pattern="^(learned|rules)$", description="line finder: learned (U-Net) or rules (smear and ridges)"
+    )
+    line_model: Path = Field(
+        REPO_ROOT / "models" / "registre-lines.onnx", description="the learned line finder's network (ONNX)"
+    )
     batch_pixels: int = Field(48 * 48 * 1200, description="recognizer batch budget in pixels")
     cpu_bf16: bool = Field(
         False, description="recognize in bfloat16 on CPU: ~1.5x faster on CPUs with AMX, slower on others"
@@ -51,6 +58,21 @@ class Settings(BaseSettings):
     manifest_flush_s: float = Field(
         300.0, gt=0, description="seconds between merges of manifest parts into DST/manifest.jsonl during a run"
     )
+
+
+def segmentation_params(settings: Settings) -> SegmentationParams:
+    """Return the segmentation settings the run asks for: the learned line finder's network, or the rules.
+
+    The network is loaded (once per process) here, so a missing or unreadable
+    file is a :class:`segmentation.learned.LineModelError` before any page is read.
+    """
+    from segmentation.learned import line_network
+    from segmentation.lines import SegmentationParams
+
+    if settings.segmenter == "rules":
+        return SegmentationParams()
+    line_network(settings.line_model)
+    return SegmentationParams(line_model=str(settings.line_model))
 
 
 def load_recognizer(settings: Settings) -> Recognizer:

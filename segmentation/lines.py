@@ -41,6 +41,7 @@ from skimage.segmentation import watershed
 
 from segmentation.binarize import binarize_sauvola, paper_mask
 from segmentation.deskew import PageTransform, estimate_skew, page_transform, rotate_mask
+from segmentation.learned import line_basins, line_network
 from segmentation.rules import Grid, Ruling, detect_rules, remove_rules, rule_band, subcolumn_rules, table_grid
 from segmentation.types import Cell, Line, PageImage, PageSegmentation, Point, Table
 from segmentation.words import find_words
@@ -112,6 +113,14 @@ class SegmentationParams:
     label_width: float = 0.3  # ... when at least this wide, and the longer word runs this far past both its ends
     label_size: float = 2.5  # its vertical margins are those of a line spacing this many times its ink height
     cell_reach: float = 0.3  # rules are extended this far at both ends when they close the table's cells
+    # The learned line finder (segmentation.learned): None uses the rules above instead.
+    line_model: str | None = None
+    learned_filter: bool = True  # also drop what does not look like writing (dots, dashes, pencil)
+    learned_enough_ink: float = 0.2  # ... but a line with this much ink (spacing²) is never too small or odd
+    band_threshold: float = 0.7  # seeds: band components above this probability
+    region_threshold: float = 0.5
+    min_band_area: int = 4  # band components smaller than this (network pixels) seed no line
+    min_line_pixels: int = 8  # lines with less ink than this (working pixels) are dropped
 
 
 @dataclass
@@ -563,6 +572,7 @@ def _looks_like_text(
     spacing: float,
     params: SegmentationParams,
     typical: float = np.inf,
+    enough_ink: float | None = None,
 ) -> bool:
     """Return False for ink that is no text line: a dot, a dash or ornament, a smudge, a pencil mark, shadow.
 
@@ -570,8 +580,12 @@ def _looks_like_text(
     that match the LECTAUREP ground truth (train pages), so they drop little
     real text. ``tones`` is (paper gray, median writing gray) of the page,
     ``typical`` the median ink-per-column of its rows (in line spacings).
+    With ``enough_ink`` (spacing²), a row with that much ink passes the size and
+    shape tests whatever its shape: the learned finder already judged it a line
+    (a flourished name is taller than any rule-based row may be).
     """
-    if not (_sized_like_text(row, spacing, params, typical) or _is_ditto(row, spacing, params)):
+    big = enough_ink is not None and len(row.xs) >= enough_ink * spacing * spacing
+    if not (big or _sized_like_text(row, spacing, params, typical) or _is_ditto(row, spacing, params)):
         return False
     paper, writing = tones
     # Contrast relative to the page's own writing: a faded hand is faint all
@@ -768,6 +782,51 @@ def find_stamps(
     return [(float(x / f), float(y / f), float(r / f)) for x, y, r in found.reshape(-1, 3)]
 
 
+def _learned_rows(
+    levelled: np.ndarray,
+    text: np.ndarray,
+    work_scale: float,
+    walls: Ruling,
+    spacing: float,
+    params: SegmentationParams,
+) -> list[_RowInk]:
+    """Return the text rows the learned line finder sees: the ink of each line's basin (working frame).
+
+    A basin's ink is split, as the rule-based rows are, at wide gaps and at the
+    column rules it does not run across.
+    """
+    maps = line_network(params.line_model).predict(levelled, work_scale)
+    basins = line_basins(maps, params.band_threshold, params.region_threshold, params.min_band_area)
+    mh, mw = basins.shape
+    ys, xs = np.nonzero(text)
+    labels = basins[
+        np.minimum((ys * maps.scale).astype(np.int64), mh - 1), np.minimum((xs * maps.scale).astype(np.int64), mw - 1)
+    ]
+    inside = labels > 0
+    ys, xs, labels = ys[inside], xs[inside], labels[inside]
+    order = np.argsort(labels, kind="stable")
+    ys, xs, labels = ys[order], xs[order], labels[order]
+    # The row's y for reading order and its table row: the middle of its band.
+    band = (maps.band > params.band_threshold) & (basins > 0)
+    by, _ = np.nonzero(band)
+    band_lab = basins[band]
+    ridge = np.bincount(band_lab, weights=by, minlength=basins.max() + 1) / np.maximum(
+        np.bincount(band_lab, minlength=basins.max() + 1), 1
+    )
+    rows = []
+    bounds = np.flatnonzero(np.diff(labels)) + 1
+    for start, end in zip(np.r_[0, bounds], np.r_[bounds, len(labels)], strict=True):
+        if end - start < params.min_line_pixels:
+            continue
+        ridge_y = float(ridge[int(labels[start])] / maps.scale)
+        row_ys, row_xs = ys[start:end], xs[start:end]
+        wall_xs = _walls_at(walls, ridge_y, spacing)
+        for part in _split_gaps(row_xs, params.split_gap * spacing, wall_xs, params.wall_gap * spacing):
+            if len(part) >= params.min_line_pixels:
+                rows.append(_RowInk(row_ys[part], row_xs[part], ridge_y))
+    return rows
+
+
 def find_rows(page: PageImage, params: SegmentationParams | None = None) -> PageRows:
     """Return the working-frame analysis of a page: levelled ink, ruling, grid, line spacing and text rows."""
     params = params or SegmentationParams()
@@ -795,13 +854,19 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
     spacing = estimate_line_spacing(text)
     grid = table_grid(ruling, text.shape, min_column=0.5 * spacing)
     walls = _column_walls(ruling, grid, ink, spacing)
-    rows = _merge_rows(_assign_rows(text, walls, spacing, params), walls, spacing, params)
-    rows = _attach_small(rows, walls, spacing, params)
+    if params.line_model is not None:
+        rows = _learned_rows(levelled, text, tf.scale, walls, spacing, params)
+    else:
+        rows = _merge_rows(_assign_rows(text, walls, spacing, params), walls, spacing, params)
+        rows = _attach_small(rows, walls, spacing, params)
     paper = paper_tone(levelled, ink, text, spacing)
     writing = float(np.median(levelled[text])) if text.any() else 0.0
     # A page written (or printed) with a fine pen has thin lines throughout.
     typical = float(np.median([len(r.xs) / (r.x1 - r.x0 + 1) / spacing for r in rows])) if rows else np.inf
-    rows = [r for r in rows if _looks_like_text(r, levelled, ink, (paper, writing), spacing, params, typical)]
+    if params.line_model is None or params.learned_filter:
+        tones = (paper, writing)
+        enough = params.learned_enough_ink if params.line_model is not None else None
+        rows = [r for r in rows if _looks_like_text(r, levelled, ink, tones, spacing, params, typical, enough)]
     for cx, cy, radius in find_stamps(ink, spacing, params.stamp_radius):
         reach = radius + 0.2 * spacing
         rows = [r for r in rows if (np.hypot(r.xs - cx, r.ys - cy) < reach).mean() < params.stamp_share]

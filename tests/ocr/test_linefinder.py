@@ -1,0 +1,139 @@
+"""The learned line finder's training side: targets, a few real training steps, the ONNX export OpenCV runs."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from ocr.groundtruth import GroundTruthLine, GroundTruthPage
+from ocr.linefinder import (
+    NET_SCALE,
+    LineNet,
+    LinePage,
+    LineTrainConfig,
+    export_onnx,
+    line_targets,
+    page_input,
+    train_line_finder,
+)
+from segmentation.learned import LineModelError, LineNetwork
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "pages"
+
+
+def one_line_page() -> GroundTruthPage:
+    line = GroundTruthLine(
+        id="l1",
+        polygon=[(100, 140), (500, 140), (500, 230), (100, 230)],
+        baseline=[(100, 200), (500, 200)],
+        text="Dupont",
+    )
+    return GroundTruthPage(Path("p.xml"), None, 800, 400, [line])
+
+
+def test_targets_mark_a_band_above_the_baseline_and_the_polygon_as_region():
+    targets = line_targets(one_line_page(), (100, 200), scale=NET_SCALE)
+    band, region = targets
+    assert region[40:57, 26:124].all() and int(region.sum()) == pytest.approx(24 * 101, rel=0.05)
+    rows = np.flatnonzero(band.any(axis=1))
+    # 60 px above the baseline at y=200: the band sits ~18 px (scan) above it, ~27 px thick.
+    assert rows.min() >= (200 - 0.3 * 60 - 0.45 * 60) * NET_SCALE - 1
+    assert rows.max() <= 200 * NET_SCALE
+    assert band[:, 30:120].any(axis=0).all(), "the band runs along the whole line"
+    assert not (band.astype(bool) & ~region.astype(bool)).any()
+
+
+def toy_pages() -> list[LinePage]:
+    """Two small pages of dark strokes in rows, with their targets."""
+    rng = np.random.default_rng(0)
+    pages = []
+    for k in range(2):
+        gray = np.full((160, 192), 235, np.uint8)
+        lines = []
+        for i, y in enumerate(range(40, 150, 24)):
+            x1 = int(rng.integers(100, 180))
+            for x in range(20, x1, 7):
+                cv2.line(gray, (x, y - int(rng.integers(4, 9))), (x + 3, y), 40, 2)
+            poly = [(20 / NET_SCALE, (y - 14) / NET_SCALE), (x1 / NET_SCALE, (y - 14) / NET_SCALE)]
+            poly += [(x1 / NET_SCALE, (y + 4) / NET_SCALE), (20 / NET_SCALE, (y + 4) / NET_SCALE)]
+            base = [(20 / NET_SCALE, y / NET_SCALE), (x1 / NET_SCALE, y / NET_SCALE)]
+            lines.append(GroundTruthLine(f"l{i}", poly, base, "x"))
+        gt = GroundTruthPage(Path(f"p{k}.xml"), None, int(192 / NET_SCALE), int(160 / NET_SCALE), lines)
+        pages.append(LinePage(f"p{k}", gray, line_targets(gt, gray.shape)))
+    return pages
+
+
+def test_training_steps_export_an_onnx_network_that_opencv_runs_like_torch(tmp_path):
+    out = tmp_path / "lines.onnx"
+    config = LineTrainConfig(steps=6, batch_size=2, crop=64, channels=(4, 8, 8, 8, 8), export_every=0, threads=1)
+    summary = train_line_finder(out, config, pages=toy_pages())
+    assert out.exists() and out.with_suffix(".json").exists()
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["scale"] == NET_SCALE and meta["steps"] == 6 and meta["version"] == summary["version"]
+    assert not list(tmp_path.glob("*.tmp"))
+
+    network = LineNetwork.load(out)
+    gray = np.full((100, 130), 230, np.uint8)  # sides that are no multiple of 16: padded, then cropped back
+    cv2.line(gray, (10, 50), (110, 50), 30, 3)
+    maps = network.predict(gray, work_scale=NET_SCALE)
+    assert maps.band.shape == maps.region.shape == (100, 130)
+    assert maps.scale == pytest.approx(1.0)
+    assert 0.0 <= maps.band.min() and maps.band.max() <= 1.0
+
+
+def test_the_onnx_export_computes_what_torch_computes(tmp_path):
+    torch.manual_seed(0)
+    net = LineNet((4, 8, 8, 8, 8))
+    for m in net.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    export_onnx(net, tmp_path / "n.onnx", {"scale": NET_SCALE, "multiple": 16, "version": "t"})
+    gray = np.random.default_rng(1).integers(0, 256, (112, 144)).astype(np.uint8)
+    maps = LineNetwork.load(tmp_path / "n.onnx").predict(gray, work_scale=NET_SCALE)
+    with torch.no_grad():
+        expected = torch.sigmoid(net.eval()(torch.from_numpy(page_input(gray))))[0].numpy()
+    assert np.abs(maps.band - expected[0]).max() < 1e-4
+    assert np.abs(maps.region - expected[1]).max() < 1e-4
+
+
+def test_a_missing_network_is_a_clear_error(tmp_path):
+    with pytest.raises(LineModelError, match="registre train-lines"):
+        LineNetwork.load(tmp_path / "none.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a network")
+    bad.with_suffix(".json").write_text(json.dumps({"scale": 0.25, "multiple": 16}))
+    with pytest.raises(LineModelError, match="cannot read"):
+        LineNetwork.load(bad)
+
+
+def test_train_lines_command_trains_on_training_pages_only(tmp_path):
+    data = tmp_path / "data"
+    volume = data / "lectaurep" / "train" / "vol"
+    volume.mkdir(parents=True)
+    # The bundled pages are validation pages: under their own names they are never trained on.
+    for src in sorted(EXAMPLES.glob("*.xml"))[:1]:
+        shutil.copy(src, volume / src.name)
+        shutil.copy(src.with_suffix(".jpg"), volume / src.with_suffix(".jpg").name)
+    cmd = [sys.executable, "-m", "flows.cli", "train-lines", "--data", str(data), "--steps", "2", "--batch-size", "1"]
+    cmd += ["--threads", "1"]
+    refused = subprocess.run([*cmd, "--out", str(tmp_path / "a.onnx")], capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0 and "no training pages" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    # Renamed, a page is a training page.
+    for f in list(volume.iterdir()):
+        f.rename(volume / ("TRAIN_0001" + f.suffix))
+    (volume / "TRAIN_0001.xml").write_text(
+        (volume / "TRAIN_0001.xml").read_text(encoding="utf-8").replace(src.with_suffix(".jpg").name, "TRAIN_0001.jpg"),
+        encoding="utf-8",
+    )
+    done = subprocess.run([*cmd, "--out", str(tmp_path / "b.onnx")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["training_pages"] == 1
+    assert (tmp_path / "b.onnx").exists()

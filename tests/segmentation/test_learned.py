@@ -1,0 +1,110 @@
+"""The learned line finder as the segmenter runs it: basins from its maps, the shipped network on real pages."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ocr.groundtruth import read_alto
+from segmentation.evaluate import count_matches, match_lines
+from segmentation.learned import DEFAULT_LINE_MODEL, LineMaps, line_basins, line_network
+from segmentation.lines import SegmentationParams, segment_page
+from segmentation.loading import load_page_file
+
+LEARNED = SegmentationParams(line_model=str(DEFAULT_LINE_MODEL))
+
+
+def test_each_band_seeds_one_line_that_owns_the_region_around_it():
+    band = np.zeros((60, 80), np.float32)
+    band[18:21, 10:70] = 0.95  # line 1
+    band[38:41, 10:70] = 0.9  # line 2
+    band[50, 75] = 0.99  # a speck: too small to seed a line
+    band[29, 10:70] = 0.3  # the valley between the two
+    region = np.zeros_like(band)
+    region[10:48, 8:72] = 0.9
+    basins = line_basins(LineMaps(band, region, 1.0), band_threshold=0.7, region_threshold=0.5, min_area=4)
+    assert set(np.unique(basins)) == {0, 1, 2}
+    top, bottom = basins[19, 40], basins[39, 40]
+    assert top != bottom and 0 not in (top, bottom)
+    assert (basins[10:28, 8:72] == top).all() and (basins[31:48, 8:72] == bottom).all()
+    assert basins[50, 75] == 0 and basins[5, 40] == 0  # outside the region: no line's
+
+
+def test_no_band_means_no_line():
+    empty = np.zeros((32, 32), np.float32)
+    assert not line_basins(LineMaps(empty, empty + 0.9, 1.0)).any()
+
+
+# Measured with the shipped network (trained on the training pages only; these
+# three are validation pages): precision / recall at IoU >= 0.5.
+@pytest.mark.parametrize(
+    ("stem", "precision", "recall"),
+    [
+        ("DAFANCH96_048MIC06492_L-0", 0.80, 0.78),
+        ("DAFANCH96_048MIC07695_L-0", 0.88, 0.85),
+        ("FRAN_0025_0989_L-0", 0.85, 0.85),
+    ],
+)
+def test_shipped_network_finds_the_lines_of_real_pages(example_pages, stem, precision, recall):
+    xml = [p for p in example_pages if p.stem == stem][0].with_suffix(".xml")
+    gt = read_alto(xml)
+    seg = segment_page(load_page_file(gt.image_path), LEARNED)
+    counts = count_matches(match_lines([ln.polygon for ln in seg.lines], [ln.polygon for ln in gt.lines]))
+    assert counts.precision >= precision, counts
+    assert counts.recall >= recall, counts
+    # Lines keep what the rest of the pipeline relies on: reading order, table cells, words, baselines.
+    assert [ln.order for ln in seg.lines] == list(range(len(seg.lines)))
+    assert seg.table is not None and sum(ln.cell is not None for ln in seg.lines) > 0.5 * len(seg.lines)
+    assert all(len(ln.baseline) == 2 and ln.words for ln in seg.lines)
+    w, h = seg.width, seg.height
+    assert all(0 <= x <= w and 0 <= y <= h for ln in seg.lines for x, y in ln.polygon)
+
+
+def test_the_network_is_loaded_once_per_process():
+    assert line_network(DEFAULT_LINE_MODEL) is line_network(str(DEFAULT_LINE_MODEL))
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_a_missing_network_stops_the_command_with_a_clear_message(example_page, tmp_path):
+    out = run(
+        "show",
+        str(example_page),
+        "--out",
+        str(tmp_path / "o.png"),
+        "--no-text",
+        env={"REGISTRE_LINE_MODEL": str(tmp_path / "none.onnx")},
+    )
+    assert out.returncode != 0
+    assert "no line-finder network" in out.stderr and "registre train-lines" in out.stderr
+    assert "Traceback" not in out.stderr
+    # The rules need no network.
+    ok = run(
+        "show",
+        str(example_page),
+        "--out",
+        str(tmp_path / "o.png"),
+        "--no-text",
+        "--segmenter",
+        "rules",
+        env={"REGISTRE_LINE_MODEL": str(tmp_path / "none.onnx")},
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert Path(tmp_path / "o.png").exists()
+
+
+def test_an_unknown_segmenter_is_refused(example_page, tmp_path):
+    out = run("show", str(example_page), "--out", str(tmp_path / "o.png"), "--no-text", "--segmenter", "magic")
+    assert out.returncode != 0 and "segmenter" in out.stderr and "Traceback" not in out.stderr
