@@ -330,8 +330,10 @@ def train_lines(
     data_dir: Annotated[
         Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
     ] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 2000,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 3000,
     batch_size: Annotated[int, typer.Option(min=1, help="Page crops per step.")] = 8,
+    crop: Annotated[int, typer.Option(min=32, help="Side of the training crops, network pixels.")] = 320,
+    scale: Annotated[float, typer.Option(min=0.05, max=1.0, help="Network pixels per scan pixel.")] = 0.333,
     lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule).")] = 2e-3,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: PyTorch's default).")] = 0,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast (fast on CPUs with AMX).")] = False,
@@ -345,7 +347,9 @@ def train_lines(
     data = data_dir or DEFAULT_DATA
     if not (data / "lectaurep" / "train").is_dir():
         _fail(f"{data}: no lectaurep/train folder (pass --data)")
-    config = LineTrainConfig(steps=steps, batch_size=batch_size, lr=lr, threads=threads, bf16=bf16, seed=seed)
+    config = LineTrainConfig(
+        steps=steps, batch_size=batch_size, crop=crop, scale=scale, lr=lr, threads=threads, bf16=bf16, seed=seed
+    )
     try:
         summary = train_line_finder(out, config, data)
     except ValueError as exc:

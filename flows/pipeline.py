@@ -29,7 +29,7 @@ import numpy as np
 from flows.manifest import DONE, FAILED, ManifestEntry, write_part
 from flows.records import Alternative, Box, LineRecord, PageRecord, WordRecord
 from flows.serializers import SERIALIZERS
-from flows.settings import Settings, load_recognizer, segmentation_params
+from flows.settings import Settings, load_recognizer, segmentation_params, segmenter_version
 from flows.storage import Storage, StorageError, is_transient
 
 log = logging.getLogger(__name__)
@@ -201,6 +201,7 @@ class _Prepared:
     crops: list[np.ndarray | None]  # None where a line could not be cropped
     regions: list[tuple[int, int]]  # x range of the page each crop covers, for word boxes
     timings: dict[str, float]
+    segmenter: str = ""  # "rules" or the learned line finder's version
 
 
 def _reason(stage: str, exc: BaseException) -> str:
@@ -223,7 +224,8 @@ def prepare_page(data: bytes, job: PageJob, settings: Settings) -> _Prepared:
     t0 = time.perf_counter()
     page = load_page(data, job.key, settings.max_pixels)
     t1 = time.perf_counter()
-    seg = segment_page(page, segmentation_params(settings))
+    params = segmentation_params(settings)
+    seg = segment_page(page, params)
     crops: list[np.ndarray | None] = []
     regions = []
     for line in seg.lines:
@@ -244,6 +246,7 @@ def prepare_page(data: bytes, job: PageJob, settings: Settings) -> _Prepared:
         crops,
         regions,
         {"segment": t2 - t1, "load": t1 - t0},
+        segmenter_version(params),
     )
 
 
@@ -329,6 +332,7 @@ def build_record(prep: _Prepared, decoded: list[Any | None], engine: Engine, cre
         model_version=engine.model_version,
         decoder=engine.decoder_name,
         lm_version=engine.lm_version,
+        segmenter=prep.segmenter,
         software=software_version(),
         created=created,
     )

@@ -83,6 +83,7 @@ class PageRecord:
     model_version: str
     decoder: str
     lm_version: str | None = None
+    segmenter: str = ""  # "rules" or "learned:<line finder version>"
     software: str = "registre"
     created: str = ""
 

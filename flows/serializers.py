@@ -104,6 +104,8 @@ def _software_settings(record: PageRecord) -> str:
     parts = [f"model={record.model_version}", f"decoder={record.decoder}"]
     if record.lm_version:
         parts.append(f"lm={record.lm_version}")
+    if record.segmenter:
+        parts.append(f"segmenter={record.segmenter}")
     return "; ".join(parts)
 
 

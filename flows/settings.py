@@ -75,6 +75,13 @@ def segmentation_params(settings: Settings) -> SegmentationParams:
     return SegmentationParams(line_model=str(settings.line_model))
 
 
+def segmenter_version(params: SegmentationParams) -> str:
+    """Return what found a page's lines, for its record: ``rules`` or the line finder's version."""
+    from segmentation.learned import line_network
+
+    return "rules" if params.line_model is None else f"learned:{line_network(params.line_model).version}"
+
+
 def load_recognizer(settings: Settings) -> Recognizer:
     """Return the recognizer the settings name: model file, device (``auto``: CUDA when present), bf16, batch budget."""
     from ocr.inference import Recognizer

@@ -9,7 +9,7 @@ file that ``segmentation.learned`` runs with OpenCV's DNN module, since the
 segmentation stage must not import torch.
 
 The network sees a page at :data:`NET_SCALE` of the scan's pixels (a 4,400-pixel
-page becomes 1,100 rows; a register line, ~80 pixels high, becomes ~20) and
+page becomes ~1,470 rows; a register line, ~80 pixels high, becomes ~27) and
 predicts two maps of the same size:
 
 * ``band``: the core of each line, a strip above its baseline of about half its
@@ -45,8 +45,8 @@ from ocr.groundtruth import GroundTruthPage, find_ground_truth, read_alto
 
 log = logging.getLogger(__name__)
 
-#: The network's pixels per scan pixel (its input and output maps).
-NET_SCALE = 0.25
+#: The network's pixels per scan pixel (its input and output maps): a third (1/4 merged dense lines more often).
+NET_SCALE = 0.333
 #: Input and output sizes are multiples of this (four poolings).
 NET_MULTIPLE = 16
 #: Where ``registre train-lines`` writes the network and where the segmenter looks for it.
@@ -185,7 +185,7 @@ class LineTrainConfig:
 
     steps: int = 3000
     batch_size: int = 8
-    crop: int = 256
+    crop: int = 320  # sides of the training crops (network pixels): ~1,000 scan pixels
     lr: float = 2e-3
     weight_decay: float = 1e-4
     channels: tuple[int, ...] = (8, 16, 32, 64, 96)

@@ -41,7 +41,7 @@ from skimage.segmentation import watershed
 
 from segmentation.binarize import binarize_sauvola, paper_mask
 from segmentation.deskew import PageTransform, estimate_skew, page_transform, rotate_mask
-from segmentation.learned import line_basins, line_network
+from segmentation.learned import LineMaps, line_basins, line_network
 from segmentation.rules import Grid, Ruling, detect_rules, remove_rules, rule_band, subcolumn_rules, table_grid
 from segmentation.types import Cell, Line, PageImage, PageSegmentation, Point, Table
 from segmentation.words import find_words
@@ -117,6 +117,7 @@ class SegmentationParams:
     line_model: str | None = None
     learned_filter: bool = True  # also drop what does not look like writing (dots, dashes, pencil)
     learned_enough_ink: float = 0.2  # ... but a line with this much ink (spacing²) is never too small or odd
+    learned_outline: bool = True  # a line's polygon is its basin's region, not its padded ink outline
     band_threshold: float = 0.7  # seeds: band components above this probability
     region_threshold: float = 0.5
     min_band_area: int = 4  # band components smaller than this (network pixels) seed no line
@@ -133,6 +134,7 @@ class _RowInk:
     x0: int = 0
     x1: int = 0
     label: bool = False  # a small label printed over a longer one: its margins follow its own size
+    outline: np.ndarray | None = None  # (N, 2) polygon (working frame) when the learned finder drew one
 
     def __post_init__(self) -> None:
         self.x0, self.x1 = int(self.xs.min()), int(self.xs.max())
@@ -821,10 +823,51 @@ def _learned_rows(
         ridge_y = float(ridge[int(labels[start])] / maps.scale)
         row_ys, row_xs = ys[start:end], xs[start:end]
         wall_xs = _walls_at(walls, ridge_y, spacing)
-        for part in _split_gaps(row_xs, params.split_gap * spacing, wall_xs, params.wall_gap * spacing):
-            if len(part) >= params.min_line_pixels:
-                rows.append(_RowInk(row_ys[part], row_xs[part], ridge_y))
+        parts = [
+            p
+            for p in _split_gaps(row_xs, params.split_gap * spacing, wall_xs, params.wall_gap * spacing)
+            if len(p) >= params.min_line_pixels
+        ]
+        for part in parts:
+            row = _RowInk(row_ys[part], row_xs[part], ridge_y)
+            if params.learned_outline:
+                row.outline = _basin_outline(basins, maps, int(labels[start]), row, params, spacing, len(parts) > 1)
+            rows.append(row)
     return rows
+
+
+def _basin_outline(
+    basins: np.ndarray,
+    maps: LineMaps,
+    label: int,
+    row: _RowInk,
+    params: SegmentationParams,
+    spacing: float,
+    cut: bool,
+) -> np.ndarray | None:
+    """Return the polygon (working frame) of a line's basin where the network sees line region, or None.
+
+    When the basin's ink was split into several lines, each keeps the basin's
+    columns over its own ink, padded as the ink outline is.
+    """
+    f = maps.scale
+    mask = (basins == label) & (maps.region > params.region_threshold)
+    if cut:
+        x0 = max(0, int(np.floor((row.x0 - params.pad_left * spacing) * f)))
+        x1 = int(np.ceil((row.x1 + 1 + params.pad_right * spacing) * f))
+        mask[:, :x0] = False
+        mask[:, x1:] = False
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    best = max(contours, key=cv2.contourArea)
+    if cv2.contourArea(best) < 4:
+        return None
+    # Contour points are pixel centres of the map: its pixel edges are half a pixel out.
+    pts = best.reshape(-1, 2).astype(np.float64)
+    centre = pts.mean(axis=0)
+    pts += 0.5 + 0.5 * np.sign(pts - centre)
+    return pts / f
 
 
 def find_rows(page: PageImage, params: SegmentationParams | None = None) -> PageRows:
@@ -935,7 +978,9 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
         if row.label:  # a small printed label: margins at its own size, not at the handwriting's
             lo, hi = np.percentile(row.ys, [5, 95])
             height = min(spacing, params.label_size * (hi - lo + 1))
-        poly_w = _outline(row.ys, row.xs, base_w, spacing, params, height=height)
+        poly_w = (
+            row.outline if row.outline is not None else _outline(row.ys, row.xs, base_w, spacing, params, height=height)
+        )
         col = grid.column_at((row.x0 + row.x1) / 2) if grid.found else None
         cell = None
         if col is not None:

@@ -188,13 +188,15 @@ def test_dask_task_runner_produces_the_same_records(
         ]
         # Other processes may sum floats in another order: confidences agree to rounding.
         assert [ln.confidence for ln in a.lines] == pytest.approx([ln.confidence for ln in b.lines], abs=2e-3)
-        assert (a.sha256, a.model_version, a.decoder, a.lm_version) == (
+        assert (a.sha256, a.model_version, a.decoder, a.lm_version, a.segmenter) == (
             b.sha256,
             b.model_version,
             b.decoder,
             b.lm_version,
+            b.segmenter,
         )
         assert a.lm_version and a.decoder.startswith("beam")
+        assert a.segmenter.startswith("learned:lines-")  # the default line finder, named in every record
         assert [[w.text for w in ln.words] for ln in a.lines] == [[w.text for w in ln.words] for ln in b.lines]
 
 

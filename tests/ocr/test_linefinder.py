@@ -38,13 +38,13 @@ def one_line_page() -> GroundTruthPage:
 
 
 def test_targets_mark_a_band_above_the_baseline_and_the_polygon_as_region():
-    targets = line_targets(one_line_page(), (100, 200), scale=NET_SCALE)
+    targets = line_targets(one_line_page(), (100, 200), scale=0.25)
     band, region = targets
     assert region[40:57, 26:124].all() and int(region.sum()) == pytest.approx(24 * 101, rel=0.05)
     rows = np.flatnonzero(band.any(axis=1))
     # 60 px above the baseline at y=200: the band sits ~18 px (scan) above it, ~27 px thick.
-    assert rows.min() >= (200 - 0.3 * 60 - 0.45 * 60) * NET_SCALE - 1
-    assert rows.max() <= 200 * NET_SCALE
+    assert rows.min() >= (200 - 0.3 * 60 - 0.45 * 60) * 0.25 - 1
+    assert rows.max() <= 200 * 0.25
     assert band[:, 30:120].any(axis=0).all(), "the band runs along the whole line"
     assert not (band.astype(bool) & ~region.astype(bool)).any()
 
