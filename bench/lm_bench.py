@@ -3,17 +3,19 @@
     .venv/bin/python bench/lm_bench.py [--quick] [--model models/registre-crnn.pt] [--lm models/names]
 
 Accuracy (CER, WER, name accuracy) on every validation line (``--quick``: 300)
-for greedy decoding, beam search without LM, with the LM, and with the LM plus
-hotwords. Hotwords of a line are the surnames (INSEE list) written on the
-*training* pages of the same volume folder — what an archivist could list for a
-register before running it. Name accuracy is the share of reference words whose
+for greedy decoding, beam search without LM, with the LM, with the LM plus
+hotwords, and with the LM plus lexicon rescoring (``lm.lexicon``, settings of
+the LM's JSON), without and with hotwords. Hotwords of a line are the surnames
+(INSEE list) written on the *training* pages of the same volume folder — what
+an archivist could list for a register before running it. Name accuracy is the share of reference words whose
 core (punctuation stripped) is a surname or first name of the INSEE lists
 (capitalized or upper case) that the hypothesis reads exactly, after aligning
 the words of both.
 
 Speed: decoding lines/s at several beam widths with 1 and 2 processes on the
-same lines, and the recognizer's own lines/s on 2 threads, measured in the same
-run (the machine may be shared: CPU seconds per line are printed too).
+same lines (without LM, with the LM, with the LM and lexicon rescoring), and
+the recognizer's own lines/s on 2 threads, measured in the same run (the
+machine may be shared: CPU seconds per line are printed too).
 """
 
 from __future__ import annotations
@@ -77,6 +79,16 @@ def decode_by_volume(
         for i, line in zip(idx, decoder.decode_batch([vs.logprobs[i] for i in idx]), strict=True):
             hyps[i] = line.text
     return hyps
+
+
+def lexicon_settings(config: DecoderConfig) -> str:
+    """Return the lexicon rescoring settings of ``config`` in words."""
+    text = f"distance {config.lexicon_max_distance}"
+    if config.lexicon_long_word:
+        text += f", +1 from {config.lexicon_long_word} letters"
+    if config.lexicon_names_max_distance:
+        text += f", names {config.lexicon_names_max_distance}"
+    return text + f", margin {config.lexicon_margin:g}"
 
 
 def time_decoder(
@@ -149,13 +161,23 @@ def main() -> None:
     with BeamDecoder(vs.labels, None, DecoderConfig(beam_width=tuned.beam_width)) as plain:
         add_row(f"beam {tuned.beam_width}, no LM", [line.text for line in plain.decode_batch(vs.logprobs)])
     # One decoder for the LM rows: the LM and its 245k-name lexicon load once, hotwords change per volume.
-    with BeamDecoder.load(vs.labels, prefix) as with_lm:
+    with BeamDecoder.load(vs.labels, prefix, lexicon_rescore=False) as with_lm:
         add_row(f"beam {tuned.beam_width} + LM", [line.text for line in with_lm.decode_batch(vs.logprobs)])
         for weight in sorted({1.0, tuned.hotword_weight, 5.0}):
             add_row(
                 f"beam {tuned.beam_width} + LM + hotwords (weight {weight:g})",
                 decode_by_volume(vs, with_lm, hotwords, weight),
             )
+        with_lm.set_hotwords([], tuned.hotword_weight)
+        with_lm.set_lexicon_rescoring(True)
+        rescoring = f"lexicon rescoring ({lexicon_settings(tuned)})"
+        add_row(
+            f"beam {tuned.beam_width} + LM + {rescoring}", [line.text for line in with_lm.decode_batch(vs.logprobs)]
+        )
+        add_row(
+            f"beam {tuned.beam_width} + LM + {rescoring} + hotwords (weight {tuned.hotword_weight:g})",
+            decode_by_volume(vs, with_lm, hotwords, tuned.hotword_weight),
+        )
 
     print(f"machine: {machine()}")
     print(
@@ -199,16 +221,19 @@ def main() -> None:
     print("| beam width | LM | 1 process lines/s | CPU ms/line | 2 processes lines/s | decode_beams, 1 proc. |")
     print("|---:|---|---:|---:|---:|---:|")
     tuned_dict = info.get("decoder", {})
+    # decode_batch is timed on a new decoder: rescoring starts with an empty candidate cache (but 4 warm-up lines).
     for width in widths:
-        for lm in (None, prefix):
+        for lm, rescore in ((None, False), (prefix, False), (prefix, True)):
             cells = []
             for processes in (1, 2):
-                cfg = DecoderConfig.from_dict({**tuned_dict, "beam_width": width, "processes": processes})
+                cfg = DecoderConfig.from_dict(
+                    {**tuned_dict, "beam_width": width, "processes": processes, "lexicon_rescore": rescore}
+                )
                 with BeamDecoder(vs.labels, lm, cfg) as dec:
                     cells.append(time_decoder(dec, speed_lines))
                     if processes == 1:
                         beams_speed = time_decoder(dec, speed_lines, detailed=True)[0]
-            lm_cell = "yes" if lm else "no"
+            lm_cell = ("yes + lexicon" if rescore else "yes") if lm else "no"
             print(
                 f"| {width} | {lm_cell} | {cells[0][0]:.0f} | {cells[0][1] * 1000:.1f} | {cells[1][0]:.0f} "
                 f"| {beams_speed:.0f} |"

@@ -14,6 +14,11 @@ settings go into the ``decoder`` section of ``<lm>.json``, which
 does not flatter the result, a two-fold figure is printed too: each half of the
 pages decoded with the setting that is best on the other half. ``--quick``
 searches a few settings on 300 lines and writes nothing.
+
+``--lexicon`` tunes the lexicon rescoring instead (``lm.lexicon``, issue #5):
+its margin and candidate distances (:data:`LEXICON_GRID`) on top of the stored
+weights, chosen by the same loss, with the same two-fold figure; they go into
+the same section (``--quick``: 300 lines, nothing written).
 """
 
 from __future__ import annotations
@@ -216,15 +221,111 @@ def two_fold(vs: ValidationSet, greedy_hyps: list[str], all_hyps: list[list[str]
     return held_out
 
 
+#: Lexicon rescoring settings tried by ``--lexicon`` (margin in natural log: negative accepts slightly worse scores).
+LEXICON_GRID = {
+    "lexicon_max_distance": (1, 2),
+    "lexicon_long_word": (0, 8),
+    "lexicon_names_max_distance": (0, 2),
+    "lexicon_margin": (0.0, -2.0, -3.0, -4.0, -6.0),
+}
+
+
+def search_lexicon(
+    decoder: BeamDecoder, vs: ValidationSet, grid: dict[str, tuple[float, ...]] = LEXICON_GRID
+) -> tuple[list[dict[str, float]], list[list[str]]]:
+    """Return the lexicon settings tried (rescoring off first) and the decoded texts of ``vs`` under each."""
+    settings: list[dict[str, float]] = [{"lexicon_rescore": False}]
+    decoder.set_lexicon_rescoring(False)
+    hyps = [decode_texts(decoder, vs)]
+    for s in product(grid, {"lexicon_rescore": True}):
+        decoder.set_lexicon_rescoring(True, **{k: v for k, v in s.items() if k != "lexicon_rescore"})
+        settings.append(s)
+        hyps.append(decode_texts(decoder, vs))
+    return settings, hyps
+
+
+def tune_lexicon(args: argparse.Namespace) -> None:
+    """Search :data:`LEXICON_GRID` with the stored weights, print the table and store the best (see module doc)."""
+    t_start = time.perf_counter()
+    vs = validation_set(args.model)
+    if args.quick:
+        rng = np.random.default_rng(0)
+        vs = vs.subset(sorted(rng.choice(len(vs.texts), size=min(300, len(vs.texts)), replace=False).tolist()))
+    greedy_hyps = decode_texts(GreedyDecoder(vs.labels), vs)
+    greedy = score(vs.texts, greedy_hyps)
+    overrides = {"processes": args.processes} | ({"beam_width": args.beam_width} if args.beam_width else {})
+    with BeamDecoder.load(vs.labels, args.lm, **overrides) as decoder:
+        beam_width = decoder.config.beam_width
+        settings, all_hyps = search_lexicon(decoder, vs)
+    rates = [score(vs.texts, h) for h in all_hyps]
+    best = min(range(len(settings)), key=lambda k: objective(rates[k], greedy))
+    held_out = two_fold(vs, greedy_hyps, all_hyps)
+    print(f"machine: {machine()}")
+    print(
+        f"model {vs.model_version}, LM {read_info(lm_prefix(args.lm)).get('version')}, {len(vs.texts)} lines, "
+        f"beam {beam_width}, {len(settings)} settings, {time.perf_counter() - t_start:.0f} s"
+    )
+    keys = list(LEXICON_GRID)
+    print(
+        "| lexicon rescoring | "
+        + " | ".join(k.removeprefix("lexicon_") for k in keys)
+        + " | CER | WER | rel. CER | rel. WER |"
+    )
+    print("|---|" + "---:|" * (len(keys) + 4))
+    print(f"| greedy |{' |' * len(keys)} {greedy.cer:.4f} | {greedy.wer:.4f} | | |")
+    for s, r in zip(settings, rates, strict=True):
+        cells = " | ".join(f"{s[k]:g}" if k in s else "" for k in keys)
+        print(
+            f"| {'yes' if s['lexicon_rescore'] else 'no'} | {cells} | {r.cer:.4f} | {r.wer:.4f} "
+            f"| {r.cer / greedy.cer - 1:+.1%} | {r.wer / greedy.wer - 1:+.1%} |"
+        )
+    r = rates[best]
+    print(
+        f"best: {settings[best]}: CER {r.cer:.4f} ({r.cer / greedy.cer - 1:+.1%}), "
+        f"WER {r.wer:.4f} ({r.wer / greedy.wer - 1:+.1%})"
+    )
+    print(
+        f"two-fold (each half of the pages decoded with the best setting of the other half): "
+        f"CER {held_out.cer:.4f} ({held_out.cer / greedy.cer - 1:+.1%}), "
+        f"WER {held_out.wer:.4f} ({held_out.wer / greedy.wer - 1:+.1%})"
+    )
+    if args.quick or args.dry_run:
+        return
+    info = read_info(lm_prefix(args.lm))
+    chosen = {k: int(v) if type(getattr(DecoderConfig, k)) is int else v for k, v in settings[best].items()}
+    info["decoder"] = {
+        **info.get("decoder", {}),
+        **chosen,
+        "lexicon_tuned_on": {
+            "model": vs.model_version,
+            "beam_width": beam_width,
+            "lines": len(vs.texts),
+            "cer": round(r.cer, 5),
+            "wer": round(r.wer, 5),
+            "two_fold_cer": round(held_out.cer, 5),
+            "two_fold_wer": round(held_out.wer, 5),
+        },
+    }
+    write_info(lm_prefix(args.lm), info)
+    print(f"wrote the lexicon settings to {lm_prefix(args.lm)}.json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--lm", type=Path, default=DEFAULT_LM)
-    parser.add_argument("--beam-width", type=int, default=DecoderConfig.beam_width)
+    parser.add_argument(
+        "--beam-width", type=int, default=None, help=f"default {DecoderConfig.beam_width}; --lexicon: the stored one"
+    )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="a 4-point grid on 300 lines, and nothing is written")
     parser.add_argument("--dry-run", action="store_true", help="print the result without writing the LM's JSON")
+    parser.add_argument("--lexicon", action="store_true", help="tune the lexicon rescoring on the stored weights")
     args = parser.parse_args()
+    if args.lexicon:
+        tune_lexicon(args)
+        return
+    args.beam_width = args.beam_width or DecoderConfig.beam_width
 
     t_start = time.perf_counter()
     vs = validation_set(args.model)
@@ -268,7 +369,9 @@ def main() -> None:
     if args.quick or args.dry_run:
         return
     info = read_info(lm_prefix(args.lm))
+    # Lexicon settings are tuned after the weights (--lexicon) and kept; rerun --lexicon after new weights.
     info["decoder"] = {
+        **{k: v for k, v in info.get("decoder", {}).items() if k.startswith("lexicon_")},
         **best,
         "beam_width": args.beam_width,
         "tuned_on": {

@@ -92,6 +92,7 @@ def _engine_key(settings: Settings) -> tuple:
         str(settings.lm) if settings.use_lm else None,
         settings.beam_width if settings.use_lm else None,
         str(settings.hotwords) if settings.use_lm else None,
+        settings.lexicon_rescore if settings.use_lm else None,
         settings.decode_workers,
     )
 

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
         None, ge=1, le=512, description="pyctcdecode beam width (default: the LM's tuned one)"
     )
     hotwords: Path | None = Field(None, description="file of words to boost, one per line (e.g. a parish's families)")
+    lexicon_rescore: bool | None = Field(
+        None, description="retry known spellings near unknown words after the beam search (default: the LM's JSON)"
+    )
     device: str = Field("auto", description="auto, cpu or cuda")
     decode_workers: int = Field(2, ge=1, description="processes in the LM decoding pool")
     chunk_size: int = Field(20, ge=1, le=1000, description="pages per Prefect task")

@@ -14,6 +14,8 @@ Workers put back the default SIGTERM and ignore SIGINT (a fork inherits the
 parent's Python handlers: Prefect's SIGTERM handler made every worker print a
 traceback when the pool was terminated, and Ctrl-C is the parent's to handle),
 and the pool is closed by letting them finish, not by terminating them.
+After the search, words the LM does not know may be replaced by a known
+spelling a few edits away that scores better (``lm.lexicon``, issue #5).
 Before the search, runs of frames where only the blank passes
 ``token_min_logp`` are collapsed to one frame: pyctcdecode would only add the
 same blank score to every beam there, so the result is unchanged and lines are
@@ -42,6 +44,7 @@ from pyctcdecode.language_model import HotwordScorer
 
 from lm.build import DEFAULT_LM, LMFiles, lm_prefix, read_info, read_lexicon
 from lm.language_model import RegisterLanguageModel
+from lm.lexicon import LexiconRescorer
 from lm.names import display_case
 
 
@@ -65,6 +68,16 @@ class DecoderConfig:
     nbest: int = 5
     #: Worker processes for batches (1: decode in this process).
     processes: int = 2
+    #: Try known spellings near the words of the best beam the LM cannot read (``lm.lexicon``; needs an LM).
+    lexicon_rescore: bool = False
+    #: A candidate replaces the word when it scores this much (natural log) better; 0 is the search's objective.
+    lexicon_margin: float = 0.0
+    #: Levenshtein distance of the candidates tried.
+    lexicon_max_distance: int = 2
+    #: Words of this many letters or more get one more edit (0: never).
+    lexicon_long_word: int = 0
+    #: Also try LM words this close to a word the LM knows only as a lexicon name (0: off).
+    lexicon_names_max_distance: int = 0
 
     @classmethod
     def from_dict(cls, data: dict) -> DecoderConfig:
@@ -90,7 +103,8 @@ class DecodedLine:
     text: str
     confidence: float
     words: list[DecodedWord] = field(default_factory=list)
-    #: Best first; the score is the decoder's natural-log score (acoustic + weighted LM + bonuses).
+    #: Best first; the score is the decoder's natural-log score (acoustic + weighted LM + bonuses). A reading
+    #: changed by lexicon rescoring comes first even when a negative ``lexicon_margin`` left it below the next.
     nbest: list[tuple[str, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -275,6 +289,7 @@ class _SearchState:
     hotword_scorer: FastHotwordScorer
     config: DecoderConfig
     label_ids: dict[str, int]
+    rescorer: LexiconRescorer | None = None
 
 
 def _decode_line(key: bytes, logprobs: np.ndarray, detailed: bool) -> DecodedLine:
@@ -298,16 +313,24 @@ def _decode_line(key: bytes, logprobs: np.ndarray, detailed: bool) -> DecodedLin
         hotword_scorer=st.hotword_scorer,
     )
     text, _, word_frames, logit_score, _ = beams[0]
+    spans = [(word, int(kept[start]), int(kept[end - 1]) + 1) for word, (start, end) in word_frames]
+    top: list[tuple[str, float]] = []
+    if st.rescorer is not None and cfg.lexicon_rescore:
+        rescored = st.rescorer.rescore(logprobs, spans, st.hotword_scorer.score)
+        if rescored.replaced:
+            spans = rescored.words
+            text = " ".join(word for word, _, _ in spans)
+            logit_score += rescored.acoustic_delta
+            top = [(text, float(beams[0][4]) + rescored.score_delta)]
     confidence = _geometric_confidence(logit_score + dropped_logp, len(text))
     words = []
-    for word, (start, end) in word_frames:
-        start_f, end_f = int(kept[start]), int(kept[end - 1]) + 1
+    for word, start_f, end_f in spans:
         span_logp = ctc_logp(logprobs[start_f:end_f], [st.label_ids[c] for c in word])
         words.append(DecodedWord(word, start_f, end_f, _geometric_confidence(span_logp, len(word))))
     nbest: list[tuple[str, float]] = []
     if detailed:
         seen: set[str] = set()
-        for b_text, _, _, _, combined in beams:
+        for b_text, _, _, _, combined in [*((t, None, None, None, c) for t, c in top), *beams]:
             if b_text not in seen:
                 seen.add(b_text)
                 nbest.append((b_text, float(combined)))
@@ -356,6 +379,8 @@ class BeamDecoder:
             {c: i for i, c in enumerate(self.labels) if c},
         )
         self._pool: Pool | None = None
+        if self.config.lexicon_rescore:
+            self.set_lexicon_rescoring(True)
 
     @classmethod
     def load(
@@ -381,9 +406,46 @@ class BeamDecoder:
 
     @property
     def version(self) -> str:
-        """Return a short description of the decoding for manifests: LM version, alpha, beta, beam width."""
+        """Return a short description of the decoding for manifests: beam width, LM version, alpha, beta, lexicon."""
         c = self.config
-        return f"beam{c.beam_width}-lm:{self.lm_version}-a{c.alpha:g}-b{c.beta:g}"
+        lexicon = ""
+        if self.rescorer is not None:
+            lexicon = f"-lex{c.lexicon_max_distance}"
+            lexicon += f"l{c.lexicon_long_word}" if c.lexicon_long_word else ""
+            lexicon += f"n{c.lexicon_names_max_distance}" if c.lexicon_names_max_distance else ""
+            lexicon += f"m{c.lexicon_margin:g}"
+        return f"beam{c.beam_width}-lm:{self.lm_version}-a{c.alpha:g}-b{c.beta:g}{lexicon}"
+
+    @property
+    def rescorer(self) -> LexiconRescorer | None:
+        """Return the lexicon rescorer in use (None when rescoring is off or there is no LM)."""
+        return _REGISTRY[self._key].rescorer if self.config.lexicon_rescore else None
+
+    def set_lexicon_rescoring(self, enabled: bool, **settings: float) -> None:
+        """Turn lexicon rescoring on or off and change its ``lexicon_*`` settings; pool workers are restarted.
+
+        ``settings`` are :class:`DecoderConfig` fields (``lexicon_margin=-4``).
+        The candidate index (~1-2 s, ~30 MB for the 245,000-name lexicon) is
+        built here, once, before the pool forks, so that workers share it.
+        """
+        c = self.config
+        names = {f.name: f.type for f in fields(DecoderConfig) if f.name.startswith("lexicon_")}
+        unknown = set(settings) - set(names) | ({"lexicon_rescore"} & set(settings))
+        if unknown:
+            raise ValueError(f"not lexicon settings: {sorted(unknown)}")
+        for name, value in settings.items():
+            setattr(c, name, int(value) if names[name] == "int" else float(value))
+        c.lexicon_rescore = bool(enabled) and self.language_model is not None
+        state = _REGISTRY[self._key]
+        if c.lexicon_rescore and state.rescorer is None:
+            assert self.language_model is not None
+            state.rescorer = LexiconRescorer(self.language_model, state.label_ids)
+            state.rescorer.set_extra_words(self.hotwords)
+        if state.rescorer is not None:
+            state.rescorer.configure(
+                c.lexicon_max_distance, c.lexicon_margin, c.lexicon_names_max_distance, c.lexicon_long_word
+            )
+        self._close_pool()
 
     #: Settings :meth:`set_params` may change (those the language model reads at scoring time).
     LM_PARAMS = ("alpha", "beta", "unk_score_offset", "name_score_offset")
@@ -407,7 +469,10 @@ class BeamDecoder:
         if weight is not None:
             self.config.hotword_weight = float(weight)
         self.hotwords = expand_hotwords(hotwords)
-        _REGISTRY[self._key].hotword_scorer = FastHotwordScorer.build(self.hotwords, weight=self.config.hotword_weight)
+        state = _REGISTRY[self._key]
+        state.hotword_scorer = FastHotwordScorer.build(self.hotwords, weight=self.config.hotword_weight)
+        if state.rescorer is not None:
+            state.rescorer.set_extra_words(self.hotwords)
         self._close_pool()
 
     def _get_pool(self) -> Pool | None:
@@ -525,12 +590,14 @@ def open_decoder(labels: Sequence[str], settings: Any = None) -> Decoder:
     """Return the decoder a ``flows.settings.Settings``-like object asks for; greedy when its ``use_lm`` is false.
 
     Reads ``use_lm``, ``lm`` (a prefix or any LM file, default ``models/names``),
-    ``hotwords`` (a file), ``beam_width`` and ``decode_workers`` when present;
-    the LM's tuned settings fill the rest.
+    ``hotwords`` (a file), ``beam_width``, ``decode_workers`` and
+    ``lexicon_rescore`` when present; the LM's tuned settings fill the rest.
     """
     if not getattr(settings, "use_lm", True):
         return GreedyDecoder(labels)
-    overrides: dict[str, float | int] = {}
+    overrides: dict[str, float | int | bool] = {}
+    if getattr(settings, "lexicon_rescore", None) is not None:
+        overrides["lexicon_rescore"] = bool(settings.lexicon_rescore)
     if getattr(settings, "beam_width", None) is not None:
         overrides["beam_width"] = int(settings.beam_width)
     if getattr(settings, "decode_workers", None) is not None:
