@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.ndimage import find_objects
 from skimage.segmentation import watershed
 
 from segmentation.binarize import binarize_sauvola, paper_mask
@@ -799,6 +800,7 @@ def _learned_rows(
     """
     maps = line_network(params.line_model).predict(levelled, work_scale)
     basins = line_basins(maps, params.band_threshold, params.region_threshold, params.min_band_area)
+    boxes = find_objects(basins)
     mh, mw = basins.shape
     ys, xs = np.nonzero(text)
     labels = basins[
@@ -831,7 +833,10 @@ def _learned_rows(
         for part in parts:
             row = _RowInk(row_ys[part], row_xs[part], ridge_y)
             if params.learned_outline:
-                row.outline = _basin_outline(basins, maps, int(labels[start]), row, params, spacing, len(parts) > 1)
+                box = boxes[int(labels[start]) - 1]
+                row.outline = _basin_outline(
+                    basins, maps, int(labels[start]), box, row, params, spacing, len(parts) > 1
+                )
             rows.append(row)
     return rows
 
@@ -840,6 +845,7 @@ def _basin_outline(
     basins: np.ndarray,
     maps: LineMaps,
     label: int,
+    box: tuple[slice, slice],
     row: _RowInk,
     params: SegmentationParams,
     spacing: float,
@@ -848,13 +854,15 @@ def _basin_outline(
     """Return the polygon (working frame) of a line's basin where the network sees line region, or None.
 
     When the basin's ink was split into several lines, each keeps the basin's
-    columns over its own ink, padded as the ink outline is.
+    columns over its own ink, padded as the ink outline is. ``box`` is the
+    basin's bounding box in the map (``scipy.ndimage.find_objects``).
     """
     f = maps.scale
-    mask = (basins == label) & (maps.region > params.region_threshold)
+    ys, xs = box
+    mask = (basins[ys, xs] == label) & (maps.region[ys, xs] > params.region_threshold)
     if cut:
-        x0 = max(0, int(np.floor((row.x0 - params.pad_left * spacing) * f)))
-        x1 = int(np.ceil((row.x1 + 1 + params.pad_right * spacing) * f))
+        x0 = max(0, int(np.floor((row.x0 - params.pad_left * spacing) * f)) - xs.start)
+        x1 = max(0, int(np.ceil((row.x1 + 1 + params.pad_right * spacing) * f)) - xs.start)
         mask[:, :x0] = False
         mask[:, x1:] = False
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
@@ -864,7 +872,7 @@ def _basin_outline(
     if cv2.contourArea(best) < 4:
         return None
     # Contour points are pixel centres of the map: its pixel edges are half a pixel out.
-    pts = best.reshape(-1, 2).astype(np.float64)
+    pts = best.reshape(-1, 2).astype(np.float64) + (xs.start, ys.start)
     centre = pts.mean(axis=0)
     pts += 0.5 + 0.5 * np.sign(pts - centre)
     return pts / f
