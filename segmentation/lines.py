@@ -871,6 +871,8 @@ def _basin_outline(
     best = max(contours, key=cv2.contourArea)
     if cv2.contourArea(best) < 4:
         return None
+    # The staircase of map pixels, simplified to within half a map pixel.
+    best = cv2.approxPolyDP(best, 0.5, True)
     # Contour points are pixel centres of the map: its pixel edges are half a pixel out.
     pts = best.reshape(-1, 2).astype(np.float64) + (xs.start, ys.start)
     centre = pts.mean(axis=0)
