@@ -42,6 +42,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from ocr.corpus import DEFAULT_DATA, split_of
 from ocr.groundtruth import GroundTruthPage, find_ground_truth, read_alto
+from segmentation.learned import DEFAULT_LINE_MODEL
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,6 @@ log = logging.getLogger(__name__)
 NET_SCALE = 0.333
 #: Input and output sizes are multiples of this (four poolings).
 NET_MULTIPLE = 16
-#: Where ``registre train-lines`` writes the network and where the segmenter looks for it.
-DEFAULT_LINE_MODEL = Path(__file__).resolve().parent.parent / "models" / "registre-lines.onnx"
 
 
 class _Block(nn.Sequential):

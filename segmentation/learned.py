@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 from skimage.segmentation import watershed
 
-#: Where ``registre train-lines`` writes the network (``ocr.linefinder.DEFAULT_LINE_MODEL``; no torch here).
+#: Where ``registre train-lines`` writes the network and where the segmenter looks for it.
 DEFAULT_LINE_MODEL = Path(__file__).resolve().parent.parent / "models" / "registre-lines.onnx"
 
 
