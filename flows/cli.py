@@ -336,8 +336,12 @@ def train_lines(
     scale: Annotated[float, typer.Option(min=0.05, max=1.0, help="Network pixels per scan pixel.")] = 0.333,
     lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule).")] = 2e-3,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: PyTorch's default).")] = 0,
-    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast (fast on CPUs with AMX).")] = False,
+    bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast (CPUs with AMX, GPUs).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the crops and the initial weights.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    init_from: Annotated[
+        Path | None, typer.Option("--init-from", help="Continue from these weights (the .pt beside an ONNX file).")
+    ] = None,
 ) -> None:
     """Train the learned line finder on the training pages (never the validation pages) and export it to ONNX."""
     _logging(True)
@@ -347,8 +351,26 @@ def train_lines(
     data = data_dir or DEFAULT_DATA
     if not (data / "lectaurep" / "train").is_dir():
         _fail(f"{data}: no lectaurep/train folder (pass --data)")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail("--device cuda: no CUDA device here")
+    elif device != "cpu":
+        _fail(f"--device must be cpu or cuda (got {device!r})")
+    if init_from is not None and not init_from.is_file():
+        _fail(f"--init-from {init_from}: no such file")
     config = LineTrainConfig(
-        steps=steps, batch_size=batch_size, crop=crop, scale=scale, lr=lr, threads=threads, bf16=bf16, seed=seed
+        steps=steps,
+        batch_size=batch_size,
+        crop=crop,
+        scale=scale,
+        lr=lr,
+        threads=threads,
+        bf16=bf16,
+        seed=seed,
+        device=device,
+        init_from=str(init_from) if init_from else None,
     )
     try:
         summary = train_line_finder(out, config, data)

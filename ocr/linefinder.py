@@ -26,12 +26,14 @@ The segmenter seeds one line per band component and grows it over the region
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
+import pickle
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -192,6 +194,8 @@ class LineTrainConfig:
     threads: int = 0  # 0: torch's default
     bf16: bool = False  # bfloat16 autocast on CPU (2x faster with AMX)
     scale: float = NET_SCALE  # network pixels per scan pixel
+    device: str = "cpu"  # or "cuda" (crops are still cut on the CPU)
+    init_from: str | None = None  # start from these weights (the .pt written beside an ONNX file)
     export_every: int = 500  # steps between exports of the network so far (0: only at the end)
 
 
@@ -211,20 +215,26 @@ def train_line_finder(
     if not pages:
         raise ValueError(f"{data_dir}: no training pages with ground truth")
     log.info("line finder: %d training pages at scale %g", len(pages), cfg.scale)
+    device = torch.device(cfg.device)
     net = LineNet(cfg.channels)
+    if cfg.init_from:
+        net = load_line_weights(cfg.init_from)
+        cfg = replace(cfg, channels=net.channels)
+        log.info("line finder: starting from %s", cfg.init_from)
+    net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
     # Pages are drawn in proportion to their area: a big page holds more lines.
     weights = np.array([p.gray.size for p in pages], np.float64)
     weights /= weights.sum()
-    pos_weight = torch.tensor([2.0, 1.0]).view(1, 2, 1, 1)
+    pos_weight = torch.tensor([2.0, 1.0], device=device).view(1, 2, 1, 1)
     t0, running = time.perf_counter(), 0.0
     net.train()
     for step in range(cfg.steps):
         batch = [augment_crop(pages[i], cfg.crop, rng) for i in rng.choice(len(pages), cfg.batch_size, p=weights)]
-        x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None])
-        y = torch.from_numpy(np.stack([b[1] for b in batch])).float()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+        x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(device)
+        y = torch.from_numpy(np.stack([b[1] for b in batch])).float().to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = net(x)
         loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight)
         opt.zero_grad(set_to_none=True)
@@ -235,7 +245,6 @@ def train_line_finder(
         running = 0.98 * running + 0.02 * loss_value if step else loss_value
         if cfg.export_every and step and step % cfg.export_every == 0:
             export_onnx(net, out, _summary(cfg, len(pages), step, running, t0))
-            net.train()
         if step % 50 == 0 or step == cfg.steps - 1:
             log.info(
                 "line finder step %d/%d loss %.4f (%.2f s/step)",
@@ -265,10 +274,32 @@ def _summary(cfg: LineTrainConfig, pages: int, step: int, loss: float, t0: float
     }
 
 
+def load_line_weights(path: str | Path) -> LineNet:
+    """Return the network whose weights :func:`export_onnx` wrote (``.pt`` beside the ONNX file), on the CPU."""
+    path = Path(path)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        net = LineNet(tuple(saved["channels"]))
+        net.load_state_dict(saved["state"])
+    except (OSError, EOFError, KeyError, RuntimeError, TypeError, ValueError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path}: not line-finder weights ({str(exc).splitlines()[0]})") from exc
+    return net
+
+
 def export_onnx(net: LineNet, out: Path, summary: dict) -> None:
-    """Write ``net`` as ONNX (any input height and width) and its summary as JSON beside it, both atomically."""
+    """Write ``net`` as ONNX (any input height and width), its summary as JSON and its weights as .pt beside it.
+
+    Each file is written atomically. The ``.pt`` (torch weights) is what
+    ``registre train-lines --init-from`` continues from; the segmenter reads
+    only the ONNX file and its JSON.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    net = copy.deepcopy(net).cpu()
+    weights = out.with_suffix(".pt")
+    weights_tmp = weights.with_name(weights.name + ".tmp")
+    torch.save({"channels": list(net.channels), "state": net.state_dict()}, weights_tmp)
+    weights_tmp.replace(weights)
     net.eval()
     tmp = out.with_name(out.name + ".tmp")
     dummy = torch.zeros(1, 1, 64, 64)

@@ -19,6 +19,7 @@ from ocr.linefinder import (
     LineTrainConfig,
     export_onnx,
     line_targets,
+    load_line_weights,
     page_input,
     train_line_finder,
 )
@@ -77,6 +78,7 @@ def test_training_steps_export_an_onnx_network_that_opencv_runs_like_torch(tmp_p
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["scale"] == NET_SCALE and meta["steps"] == 6 and meta["version"] == summary["version"]
     assert not list(tmp_path.glob("*.tmp"))
+    assert out.with_suffix(".pt").exists()  # the torch weights, to continue from
 
     network = LineNetwork.load(out)
     gray = np.full((100, 130), 230, np.uint8)  # sides that are no multiple of 16: padded, then cropped back
@@ -101,6 +103,29 @@ def test_the_onnx_export_computes_what_torch_computes(tmp_path):
         expected = torch.sigmoid(net.eval()(torch.from_numpy(page_input(gray))))[0].numpy()
     assert np.abs(maps.band - expected[0]).max() < 1e-4
     assert np.abs(maps.region - expected[1]).max() < 1e-4
+
+
+def test_training_continues_from_the_weights_an_export_wrote(tmp_path):
+    first = tmp_path / "a.onnx"
+    config = LineTrainConfig(steps=2, batch_size=2, crop=64, channels=(4, 8, 8, 8, 8), export_every=0, threads=1)
+    train_line_finder(first, config, pages=toy_pages())
+    start = load_line_weights(first.with_suffix(".pt"))
+    assert start.channels == (4, 8, 8, 8, 8)
+    # Zero steps of learning rate: the continued network is the one it started from (other channels are ignored).
+    warm = LineTrainConfig(
+        steps=1, batch_size=2, crop=64, lr=0.0, export_every=0, threads=1, init_from=str(first.with_suffix(".pt"))
+    )
+    second = tmp_path / "b.onnx"
+    summary = train_line_finder(second, warm, pages=toy_pages())
+    assert summary["config"]["channels"] == [4, 8, 8, 8, 8]
+    end = load_line_weights(second.with_suffix(".pt"))
+    for (name, a), b in zip(start.state_dict().items(), end.state_dict().values(), strict=True):
+        if "running" not in name and "num_batches" not in name:  # BatchNorm statistics move in train mode
+            assert torch.equal(a, b), name
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ValueError, match="not line-finder weights"):
+        load_line_weights(bad)
 
 
 def test_a_missing_network_is_a_clear_error(tmp_path):
