@@ -230,6 +230,19 @@ LEXICON_GRID = {
 }
 
 
+def print_best(best: dict, rates: ErrorRates, held_out: ErrorRates, greedy: ErrorRates) -> None:
+    """Print the best setting's error rates and the two-fold estimate, each relative to greedy."""
+    print(
+        f"best: {best}: CER {rates.cer:.4f} ({rates.cer / greedy.cer - 1:+.1%} vs greedy), "
+        f"WER {rates.wer:.4f} ({rates.wer / greedy.wer - 1:+.1%})"
+    )
+    print(
+        f"two-fold (each half of the pages decoded with the best setting of the other half): "
+        f"CER {held_out.cer:.4f} ({held_out.cer / greedy.cer - 1:+.1%}), "
+        f"WER {held_out.wer:.4f} ({held_out.wer / greedy.wer - 1:+.1%})"
+    )
+
+
 def search_lexicon(
     decoder: BeamDecoder, vs: ValidationSet, grid: dict[str, tuple[float, ...]] = LEXICON_GRID
 ) -> tuple[list[dict[str, float]], list[list[str]]]:
@@ -279,16 +292,7 @@ def tune_lexicon(args: argparse.Namespace) -> None:
             f"| {'yes' if s['lexicon_rescore'] else 'no'} | {cells} | {r.cer:.4f} | {r.wer:.4f} "
             f"| {r.cer / greedy.cer - 1:+.1%} | {r.wer / greedy.wer - 1:+.1%} |"
         )
-    r = rates[best]
-    print(
-        f"best: {settings[best]}: CER {r.cer:.4f} ({r.cer / greedy.cer - 1:+.1%}), "
-        f"WER {r.wer:.4f} ({r.wer / greedy.wer - 1:+.1%})"
-    )
-    print(
-        f"two-fold (each half of the pages decoded with the best setting of the other half): "
-        f"CER {held_out.cer:.4f} ({held_out.cer / greedy.cer - 1:+.1%}), "
-        f"WER {held_out.wer:.4f} ({held_out.wer / greedy.wer - 1:+.1%})"
-    )
+    print_best(settings[best], rates[best], held_out, greedy)
     if args.quick or args.dry_run:
         return
     info = read_info(lm_prefix(args.lm))
@@ -357,15 +361,7 @@ def main() -> None:
             f"| {s['alpha']:g} | {s['beta']:g} | {s['unk_score_offset']:g} | {s['name_score_offset']:g} "
             f"| {r.cer:.4f} | {r.wer:.4f} |"
         )
-    print(
-        f"best: {best}: CER {best_rates.cer:.4f} ({best_rates.cer / greedy.cer - 1:+.1%} vs greedy), "
-        f"WER {best_rates.wer:.4f} ({best_rates.wer / greedy.wer - 1:+.1%})"
-    )
-    print(
-        f"two-fold (each half of the pages decoded with the best setting of the other half): "
-        f"CER {held_out.cer:.4f} ({held_out.cer / greedy.cer - 1:+.1%}), "
-        f"WER {held_out.wer:.4f} ({held_out.wer / greedy.wer - 1:+.1%})"
-    )
+    print_best(best, best_rates, held_out, greedy)
     if args.quick or args.dry_run:
         return
     info = read_info(lm_prefix(args.lm))

@@ -278,10 +278,20 @@ def train(
     typer.echo(json.dumps({"epochs": state.epoch, "best_epoch": state.best_epoch, "best_cer": state.best_cer}))
 
 
+def _training_data(data_dir: Path | None) -> Path:
+    """Return the shared data folder (default ``../shared/data``); exit with a clear message without training pages."""
+    from ocr.corpus import DEFAULT_DATA
+
+    data = data_dir or DEFAULT_DATA
+    if not (data / "lectaurep" / "train").is_dir():
+        _fail(f"{data}: no lectaurep/train folder (pass --data)")
+    return data
+
+
 def _require_lines(data_dir: Path, cache: Path) -> None:
     """Exit with a clear message when there is neither a line cache nor the training pages to build one."""
-    if not cache.exists() and not (data_dir / "lectaurep" / "train").is_dir():
-        _fail(f"{data_dir}: no lectaurep/train folder (pass --data)")
+    if not cache.exists():
+        _training_data(data_dir)
 
 
 @app.command("pack-lines")
@@ -345,12 +355,9 @@ def train_lines(
 ) -> None:
     """Train the learned line finder on the training pages (never the validation pages) and export it to ONNX."""
     _logging(True)
-    from ocr.corpus import DEFAULT_DATA
     from ocr.linefinder import LineTrainConfig, train_line_finder
 
-    data = data_dir or DEFAULT_DATA
-    if not (data / "lectaurep" / "train").is_dir():
-        _fail(f"{data}: no lectaurep/train folder (pass --data)")
+    data = _training_data(data_dir)
     if device.startswith("cuda"):
         import torch
 
@@ -394,12 +401,10 @@ def build_lm(
 ) -> None:
     """Build the KenLM model of French names and register text with lmplz and build_binary."""
     _logging(True)
-    from lm.build import DEFAULT_DATA, KenLMToolsMissing
+    from lm.build import KenLMToolsMissing
     from lm.build import build_lm as run_build
 
-    data = data_dir or DEFAULT_DATA
-    if not (data / "lectaurep" / "train").is_dir():
-        _fail(f"{data}: no lectaurep/train folder (pass --data)")
+    data = _training_data(data_dir)
     try:
         info = run_build(data, out, order=order, names=names)
     except KenLMToolsMissing as exc:

@@ -822,7 +822,8 @@ def _learned_rows(
     for start, end in zip(np.r_[0, bounds], np.r_[bounds, len(labels)], strict=True):
         if end - start < params.min_line_pixels:
             continue
-        ridge_y = float(ridge[int(labels[start])] / maps.scale)
+        k = int(labels[start])
+        ridge_y = float(ridge[k] / maps.scale)
         row_ys, row_xs = ys[start:end], xs[start:end]
         wall_xs = _walls_at(walls, ridge_y, spacing)
         parts = [
@@ -833,10 +834,7 @@ def _learned_rows(
         for part in parts:
             row = _RowInk(row_ys[part], row_xs[part], ridge_y)
             if params.learned_outline:
-                box = boxes[int(labels[start]) - 1]
-                row.outline = _basin_outline(
-                    basins, maps, int(labels[start]), box, row, params, spacing, len(parts) > 1
-                )
+                row.outline = _basin_outline(basins, maps, k, boxes[k - 1], row, params, spacing, len(parts) > 1)
             rows.append(row)
     return rows
 
