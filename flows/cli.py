@@ -206,6 +206,18 @@ def train(
         str,
         typer.Option(help="Lines per epoch of a volume as a multiple of its own, like random-set-1=2,dufour-1=0.5."),
     ] = "",
+    segmented_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of the lines read from the learned segmenter's crop of them instead of the ground-truth "
+            "crop (the segmenter runs over the training pages once, into --segmented-cache).",
+        ),
+    ] = 0.0,
+    segmented_cache: Annotated[
+        Path, typer.Option(help="The segmenter's crops of the training lines (built when missing).")
+    ] = Path(".cache/lines-seg-h48.pkl"),
     channels: Annotated[
         str, typer.Option(help="A new model's CNN widths, four comma-separated numbers.")
     ] = "32,64,96,128",
@@ -258,6 +270,8 @@ def train(
         synthetic_from_cache=synthetic_from_cache,
         workers=workers,
         volume_weights=weights,
+        segmented_share=segmented_share,
+        segmented_cache=segmented_cache,
         channels=widths,
         lstm_hidden=lstm_hidden,
         lstm_layers=lstm_layers,

@@ -100,6 +100,55 @@ def build_line_cache(data_dir: Path, cache: Path, height: int = LINE_HEIGHT) -> 
     return samples
 
 
+def build_segmented_cache(
+    data_dir: Path, cache: Path, line_model: Path | None = None, height: int = LINE_HEIGHT
+) -> list[LineSample]:
+    """Crop the training pages' lines where the learned segmenter finds them, and pickle them to ``cache``.
+
+    Each line the segmenter finds that matches a transcribed ground-truth line
+    (polygon IoU >= 0.5, as ``registre eval`` matches them) is cropped from
+    its predicted polygon and baseline and labelled with that line's text and
+    id. Training on these as well as on the ground-truth crops teaches the
+    recognizer the crops it reads in production. Validation pages are skipped.
+    """
+    from segmentation.evaluate import match_lines
+    from segmentation.learned import DEFAULT_LINE_MODEL
+    from segmentation.lines import SegmentationParams, segment_page
+    from segmentation.loading import load_page
+
+    params = SegmentationParams(line_model=str(line_model or DEFAULT_LINE_MODEL))
+    samples: list[LineSample] = []
+    xmls = [x for x in find_ground_truth(data_dir / "lectaurep" / "train") if split_of(x.stem) == "train"]
+    for i, xml in enumerate(xmls):
+        gt = read_alto(xml)
+        assert gt.image_path is not None
+        page = load_page(gt.image_path.read_bytes(), gt.image_path.name)
+        found = segment_page(page, params).lines
+        pairs = match_lines([ln.polygon for ln in found], [ln.polygon for ln in gt.lines])
+        n = 0
+        for p, g in pairs:
+            if p is None or g is None or not gt.lines[g].text:
+                continue
+            try:
+                crop = crop_line(page.pixels, found[p].polygon, found[p].baseline, height)
+            except ValueError:
+                continue
+            line = gt.lines[g]
+            samples.append(LineSample(crop, line.text, gt.id, line.id, xml.parent.name, "train", line.type))
+            n += 1
+        log.info("segmented crops %d/%d %s: %d of %d lines", i + 1, len(xmls), gt.id, n, len(gt.lines))
+    _write_pickle(samples, cache)
+    return samples
+
+
+def load_segmented_cache(data_dir: Path, cache: Path, line_model: Path | None = None) -> list[LineSample]:
+    """Return the segmented training crops of :func:`build_segmented_cache`, building them when missing."""
+    if cache.exists():
+        with cache.open("rb") as f:
+            return pickle.load(f)
+    return build_segmented_cache(data_dir, cache, line_model)
+
+
 def _write_pickle(obj: object, path: Path) -> None:
     """Pickle ``obj`` to a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ from torch import nn
 from ocr.augment import augment_line
 from ocr.charset import Charset
 from ocr.checkpoint import DEFAULT_MODEL, atomic_torch_save, save_model
-from ocr.corpus import DEFAULT_DATA, SYNTHETIC, LineSample, load_line_cache
+from ocr.corpus import DEFAULT_DATA, SYNTHETIC, LineSample, load_line_cache, load_segmented_cache
 from ocr.inference import Recognizer, mixed_precision, to_tensor_batch
 from ocr.metrics import ErrorRates
 from ocr.model import CRNN, CRNNConfig
@@ -66,6 +66,11 @@ class TrainConfig:
     #: Lines of a volume per epoch, as a multiple of its training lines (``{"random-set-1": 2.0}``): more of
     #: the hands the model reads worst, fewer of one it already reads well. Fractions are drawn at random.
     volume_weights: dict[str, float] = field(default_factory=dict)
+    #: Share of the training lines read, each epoch, from their crop where the learned segmenter found them
+    #: (``segmented_cache``, built on first use) instead of from the ground-truth polygon: the crops the
+    #: recognizer meets in production. 0 trains on ground-truth crops only.
+    segmented_share: float = 0.0
+    segmented_cache: Path = Path(".cache/lines-seg-h48.pkl")
     #: Worker processes that augment and batch lines while the model trains (0: in the training process).
     workers: int = 0
     augment: bool = True
@@ -165,6 +170,33 @@ def _worker_init(_worker_id: int) -> None:
     # One thread per worker: the workers are the parallelism.
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+
+
+def real_items(
+    keep: Sequence[LineSample],
+    encoded: Sequence[list[int]],
+    cfg: TrainConfig,
+    segmented: dict[tuple[str, str], np.ndarray],
+    rng: np.random.Generator,
+) -> list[tuple[np.ndarray, list[int], bool]]:
+    """Return one epoch's real lines as (image, labels, augment?) items.
+
+    A volume's lines come ``cfg.volume_weights`` times (fractions drawn at
+    random); each copy is the segmenter's crop of the line (``segmented``, by
+    page and line id) with probability ``cfg.segmented_share`` where there is one.
+    """
+    items = []
+    for s, e in zip(keep, encoded, strict=True):
+        copies = 1
+        if cfg.volume_weights:
+            w = cfg.volume_weights.get(s.volume, 1.0)
+            copies = int(w) + int(rng.random() < w - int(w))
+        for _ in range(copies):
+            image = s.image
+            if segmented and rng.random() < cfg.segmented_share:
+                image = segmented.get((s.page, s.line_id), image)
+            items.append((image, e, cfg.augment))
+    return items
 
 
 def cosine_ratio(progress: float, min_ratio: float) -> float:
@@ -279,6 +311,17 @@ def train(
         len(train_set) - len(keep),
         len(val_set),
     )
+    # The segmenter's crop of a training line, where it found the line and its label fits that crop.
+    segmented: dict[tuple[str, str], np.ndarray] = {}
+    if cfg.segmented_share > 0:
+        for s in load_segmented_cache(cfg.data_dir, cfg.segmented_cache):
+            if s.split == "train" and label_fits(charset.encode(s.text), s.image.shape[1], stride, augmented=True):
+                segmented[(s.page, s.line_id)] = s.image
+        log.info(
+            "%d training lines also have a segmenter's crop (read %.0f %% of the time)",
+            len(segmented),
+            100 * cfg.segmented_share,
+        )
     unknown = set(cfg.volume_weights) - {s.volume for s in keep}
     if unknown:
         log.warning("--volume-weights: no training lines of %s", ", ".join(sorted(unknown)))
@@ -299,13 +342,7 @@ def train(
         model.train()
         epoch_started = time.monotonic()
         # (image, labels, augment?): rendered synthetic lines come already distorted by their renderer.
-        items: list[tuple[np.ndarray, list[int], bool]] = []
-        for s, e in zip(keep, encoded, strict=True):
-            copies = 1
-            if cfg.volume_weights:
-                w = cfg.volume_weights.get(s.volume, 1.0)
-                copies = int(w) + int(np_rng.random() < w - int(w))
-            items += [(s.image, e, cfg.augment)] * copies
+        items = real_items(keep, encoded, cfg, segmented, np_rng)
         n_synth = int(len(keep) * cfg.synthetic_ratio)
         if pool_items and n_synth:
             picks = np_rng.choice(len(pool_items), min(n_synth, len(pool_items)), replace=False)

@@ -118,6 +118,8 @@ class SegmentationParams:
     line_model: str | None = None
     learned_filter: bool = True  # also drop what does not look like writing (dots, dashes, pencil)
     learned_enough_ink: float = 0.2  # ... but a line with this much ink (spacing²) is never too small or odd
+    # ... and its background test is looser: the halo of a small printed header (DATES, DROITS.) is gray.
+    learned_min_background: float = 0.7
     learned_outline: bool = True  # a line's polygon is its basin's region, not its padded ink outline
     band_threshold: float = 0.7  # seeds: band components above this probability
     region_threshold: float = 0.5
@@ -576,6 +578,7 @@ def _looks_like_text(
     params: SegmentationParams,
     typical: float = np.inf,
     enough_ink: float | None = None,
+    min_background: float | None = None,
 ) -> bool:
     """Return False for ink that is no text line: a dot, a dash or ornament, a smudge, a pencil mark, shadow.
 
@@ -586,6 +589,7 @@ def _looks_like_text(
     With ``enough_ink`` (spacing²), a row with that much ink passes the size and
     shape tests whatever its shape: the learned finder already judged it a line
     (a flourished name is taller than any rule-based row may be).
+    ``min_background`` replaces ``params.min_background``.
     """
     big = enough_ink is not None and len(row.xs) >= enough_ink * spacing * spacing
     if not (big or _sized_like_text(row, spacing, params, typical) or _is_ditto(row, spacing, params)):
@@ -599,7 +603,8 @@ def _looks_like_text(
     y0, y1 = int(row.ys.min()), int(row.ys.max()) + 1
     box = levelled[y0:y1, row.x0 : row.x1 + 1]
     blank = ~ink[y0:y1, row.x0 : row.x1 + 1]
-    if blank.any() and float(np.median(box[blank])) / paper < params.min_background:  # page edge, gutter shadow
+    floor = params.min_background if min_background is None else min_background
+    if blank.any() and float(np.median(box[blank])) / paper < floor:  # page edge, gutter shadow
         return False
     return True
 
@@ -916,8 +921,10 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
     typical = float(np.median([len(r.xs) / (r.x1 - r.x0 + 1) / spacing for r in rows])) if rows else np.inf
     if params.line_model is None or params.learned_filter:
         tones = (paper, writing)
-        enough = params.learned_enough_ink if params.line_model is not None else None
-        rows = [r for r in rows if _looks_like_text(r, levelled, ink, tones, spacing, params, typical, enough)]
+        learned = params.line_model is not None
+        enough = params.learned_enough_ink if learned else None
+        floor = params.learned_min_background if learned else None
+        rows = [r for r in rows if _looks_like_text(r, levelled, ink, tones, spacing, params, typical, enough, floor)]
     for cx, cy, radius in find_stamps(ink, spacing, params.stamp_radius):
         reach = radius + 0.2 * spacing
         rows = [r for r in rows if (np.hypot(r.xs - cx, r.ys - cy) < reach).mean() < params.stamp_share]

@@ -2,6 +2,7 @@
 
 import inspect
 import json
+import logging
 import os
 import pickle
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from ocr.corpus import SYNTHETIC, LineSample, load_line_cache, pack_lines
-from ocr.train import EpochBatches, TrainConfig, cosine_ratio, make_batches, train
+from ocr.train import EpochBatches, TrainConfig, cosine_ratio, make_batches, real_items, train
 
 
 def in_own_interpreter(test):
@@ -307,3 +308,32 @@ def test_warmup_longer_than_an_epoch_reaches_the_full_rate(tmp_path, toy_cache):
     state = train(cfg)
     assert state.history[0]["step"] == 12
     assert [h["lr"] for h in state.history] == pytest.approx([1e-3] * 4)
+
+
+def test_an_epoch_reads_the_segmented_crop_of_a_line_in_the_given_share():
+    rng = np.random.default_rng(0)
+    keep = [draw_sample(rng, "abc", "train") for _ in range(400)]
+    encoded = [[1, 2, 3]] * len(keep)
+    # The segmenter found three lines in four.
+    segmented = {(s.page, s.line_id): np.zeros((48, 30), np.uint8) for s in keep[::4] + keep[1::4] + keep[2::4]}
+
+    def share_read(share: float, **kw) -> float:
+        items = real_items(keep, encoded, TrainConfig(segmented_share=share, **kw), segmented, rng)
+        return sum(img.shape[1] == 30 for img, _, _ in items) / len(items), len(items)
+
+    assert share_read(0.0) == (0.0, 400)
+    assert share_read(1.0) == (0.75, 400)
+    half, n = share_read(0.5, volume_weights={"toy": 2.0})
+    assert n == 800 and 0.3 < half < 0.45
+
+
+def test_training_loads_the_segmented_crops_whose_labels_fit(tmp_path, toy_cache, caplog):
+    lines = [s for s in pickle.loads(toy_cache.read_bytes()) if s.split == "train"]
+    seg_lines = [LineSample(s.image.copy(), s.text, s.page, s.line_id, s.volume, s.split, s.type) for s in lines]
+    seg_lines[0].image = seg_lines[0].image[:, :4]  # too narrow for its label
+    seg = tmp_path / "seg.pkl"
+    seg.write_bytes(pickle.dumps(seg_lines))
+    with caplog.at_level(logging.INFO, logger="ocr.train"):
+        state = train(toy_config(tmp_path, toy_cache, "seg", epochs=2, segmented_share=0.5, segmented_cache=seg))
+    assert f"{len(lines) - 1} training lines also have a segmenter's crop" in caplog.text
+    assert state.epoch == 2
