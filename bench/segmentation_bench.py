@@ -1,6 +1,7 @@
 """Segmentation benchmark: line precision/recall (IoU ≥ 0.5) on the validation pages and ms per page on one core.
 
-Usage: python bench/segmentation_bench.py [--segmenter learned|rules] [--quick] [--train] [--cer] [--crop-gap]
+Usage: python bench/segmentation_bench.py [--segmenter learned|rules] [--line-model F] [--model F]
+                                         [--quick] [--train] [--cer] [--crop-gap]
 
 ``--segmenter`` picks the line finder: ``learned`` (the U-Net of
 ``models/registre-lines.onnx``, trained on the training pages only; the
@@ -37,6 +38,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
+from ocr.checkpoint import DEFAULT_MODEL  # noqa: E402
 from ocr.corpus import DEFAULT_DATA, split_of  # noqa: E402
 from ocr.groundtruth import find_ground_truth, read_alto  # noqa: E402
 from ocr.metrics import ErrorRates  # noqa: E402
@@ -73,14 +75,14 @@ def unpin_for_recognition() -> None:
     torch.set_num_threads(max(1, len(ALL_CORES)))
 
 
-def end_to_end_cer(xmls: list[Path], segmenter: str) -> dict[str, dict]:
+def end_to_end_cer(xmls: list[Path], segmenter: str, model: Path, line_model: Path) -> dict[str, dict]:
     """Return ``registre eval`` summaries (greedy) with ground-truth lines and with our own segmentation."""
     from flows.evaluation import run_eval
     from flows.settings import Settings
 
     unpin_for_recognition()
 
-    settings = Settings(use_lm=False, segmenter=segmenter)
+    settings = Settings(use_lm=False, segmenter=segmenter, model=model, line_model=line_model)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for xml in xmls:
@@ -94,7 +96,7 @@ def end_to_end_cer(xmls: list[Path], segmenter: str) -> dict[str, dict]:
     return out
 
 
-def crop_gap(matched: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[ErrorRates, ErrorRates]:
+def crop_gap(matched: list[tuple[str, np.ndarray, np.ndarray]], model: Path) -> tuple[ErrorRates, ErrorRates]:
     """Return greedy error rates on matched lines read from the ground-truth crops and from our own crops.
 
     The end-to-end gap has two parts: lines found wrongly (missed, split, merged:
@@ -104,7 +106,7 @@ def crop_gap(matched: list[tuple[str, np.ndarray, np.ndarray]]) -> tuple[ErrorRa
     from ocr.inference import Recognizer
 
     unpin_for_recognition()
-    rec = Recognizer.load(None, "cpu")
+    rec = Recognizer.load(str(model), "cpu")
     gt_rates, own_rates = ErrorRates(), ErrorRates()
     texts = [t for t, _, _ in matched]
     for text, a, b in zip(
@@ -124,8 +126,10 @@ def main() -> None:
     ap.add_argument("--crop-gap", action="store_true", help="CER of matched lines: our crops against GT crops")
     ap.add_argument("--iou", type=float, default=0.5)
     ap.add_argument("--segmenter", choices=("learned", "rules"), default="learned", help="line finder")
+    ap.add_argument("--line-model", type=Path, default=DEFAULT_LINE_MODEL, help="the learned line finder's ONNX file")
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="recognizer weights (--cer, --crop-gap)")
     args = ap.parse_args()
-    params = SegmentationParams(line_model=str(DEFAULT_LINE_MODEL) if args.segmenter == "learned" else None)
+    params = SegmentationParams(line_model=str(args.line_model) if args.segmenter == "learned" else None)
 
     machine = describe_machine()  # before pinning: it counts the cores this process may use
     where = pin_one_core()
@@ -183,7 +187,7 @@ def main() -> None:
             seg_ms[i] = min(seg_ms[i], 1000 * (time.perf_counter() - t0))
 
     print()
-    model = f" ({line_network(DEFAULT_LINE_MODEL).version})" if args.segmenter == "learned" else ""
+    model = f" ({line_network(args.line_model).version})" if args.segmenter == "learned" else ""
     print(f"Segmentation benchmark — {machine}; timed on one core ({where}, cv2 1 thread)")
     print(f"line finder: {args.segmenter}{model}")
     print(f"IoU threshold {args.iou}; lines matched one-to-one (Hungarian)")
@@ -206,14 +210,14 @@ def main() -> None:
             print(f"| {name:38s} | {statistics.median(q):8.0f} | {p90:8.0f} | {q[-1]:8.0f} |")
         print(f"(pages of {min(mpix):.1f}–{max(mpix):.1f} Mpx)")
     if args.crop_gap:
-        gt_rates, own_rates = crop_gap(matched)
+        gt_rates, own_rates = crop_gap(matched, args.model)
         print()
         print(
             f"matched lines ({gt_rates.lines}), greedy CER: ground-truth crops {gt_rates.cer:.4f}, "
             f"our crops {own_rates.cer:.4f} ({100 * (own_rates.cer - gt_rates.cer):+.2f} points)"
         )
     if args.cer:
-        res = end_to_end_cer([x for x, k in pages if k == "val"], args.segmenter)
+        res = end_to_end_cer([x for x, k in pages if k == "val"], args.segmenter, args.model, args.line_model)
         print()
         print("| segmentation | CER (greedy) | lines | line precision | line recall |")
         print("|---|---|---|---|---|")
