@@ -357,7 +357,13 @@ def train_lines(
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 3000,
     batch_size: Annotated[int, typer.Option(min=1, help="Page crops per step.")] = 8,
     crop: Annotated[int, typer.Option(min=32, help="Side of the training crops, network pixels.")] = 320,
-    scale: Annotated[float, typer.Option(min=0.05, max=1.0, help="Network pixels per scan pixel.")] = 0.333,
+    scale: Annotated[
+        float | None, typer.Option(min=0.05, max=1.0, help="Network pixels per scan pixel [default: 0.333].")
+    ] = None,
+    pages: Annotated[
+        Path | None,
+        typer.Option(help="Train on these packed pages (`registre pack-line-pages`) instead of ../shared/data."),
+    ] = None,
     lr: Annotated[float, typer.Option(help="Peak learning rate (one-cycle schedule).")] = 2e-3,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: PyTorch's default).")] = 0,
     bf16: Annotated[bool, typer.Option("--bf16", help="bfloat16 autocast (CPUs with AMX, GPUs).")] = False,
@@ -369,9 +375,20 @@ def train_lines(
 ) -> None:
     """Train the learned line finder on the training pages (never the validation pages) and export it to ONNX."""
     _logging(True)
-    from ocr.linefinder import LineTrainConfig, train_line_finder
+    from ocr.linefinder import NET_SCALE, LineTrainConfig, load_packed_line_pages, train_line_finder
 
-    data = _training_data(data_dir)
+    packed = None
+    if pages is not None:
+        try:
+            packed_scale, packed = load_packed_line_pages(pages)
+        except ValueError as exc:
+            _fail(str(exc))
+        if scale is not None and abs(scale - packed_scale) > 1e-9:
+            _fail(f"--scale {scale}: the pages in {pages} were packed at scale {packed_scale}")
+        scale = packed_scale
+        data = data_dir or Path()
+    else:
+        data = _training_data(data_dir)
     if device.startswith("cuda"):
         import torch
 
@@ -385,7 +402,7 @@ def train_lines(
         steps=steps,
         batch_size=batch_size,
         crop=crop,
-        scale=scale,
+        scale=scale or NET_SCALE,
         lr=lr,
         threads=threads,
         bf16=bf16,
@@ -394,10 +411,30 @@ def train_lines(
         init_from=str(init_from) if init_from else None,
     )
     try:
-        summary = train_line_finder(out, config, data)
+        summary = train_line_finder(out, config, data, pages=packed)
     except ValueError as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"out": str(out), **{k: summary[k] for k in ("version", "training_pages", "loss")}}))
+
+
+@app.command("pack-line-pages")
+def pack_line_pages_command(
+    out: Annotated[Path, typer.Argument(help="The file to write (for `registre train-lines --pages OUT`).")],
+    data_dir: Annotated[
+        Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
+    ] = None,
+    scale: Annotated[float, typer.Option(min=0.05, max=1.0, help="Network pixels per scan pixel.")] = 0.333,
+) -> None:
+    """Write the line finder's training pages (pixels at the network's scale, targets) compactly, for a GPU."""
+    _logging(True)
+    from ocr.linefinder import load_line_pages, pack_line_pages
+
+    data = _training_data(data_dir)
+    pages = load_line_pages(data, scale=scale)
+    if not pages:
+        _fail(f"{data}: no training pages with ground truth")
+    size = pack_line_pages(pages, out, scale)
+    typer.echo(json.dumps({"out": str(out), "pages": len(pages), "scale": scale, "bytes": size}))
 
 
 @app.command("build-lm")

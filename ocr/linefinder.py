@@ -157,6 +157,49 @@ def load_line_pages(
     return pages
 
 
+PACKED_PAGES_FORMAT = "registre-line-pages/1"
+
+
+def pack_line_pages(pages: list[LinePage], path: Path, scale: float, quality: int = 90) -> int:
+    """Write ``pages`` (at ``scale``) compactly to ``path``; return the file's size in bytes.
+
+    For a machine without ``../shared`` (a rented GPU): each page's pixels as
+    WebP, its two target maps as one PNG (band in bit 0, region in bit 1). At a
+    third of the scan's resolution the 133 training pages take ~15 MB.
+    """
+    rows = []
+    for p in pages:
+        ok_g, gray = cv2.imencode(".webp", p.gray, [cv2.IMWRITE_WEBP_QUALITY, quality])
+        ok_t, tgt = cv2.imencode(".png", (p.targets[0] | (p.targets[1] << 1)).astype(np.uint8))
+        if not (ok_g and ok_t):
+            raise ValueError(f"{p.page_id}: encoding failed")
+        rows.append((p.page_id, gray.tobytes(), tgt.tobytes()))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump({"format": PACKED_PAGES_FORMAT, "scale": scale, "pages": rows}, f, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(path)
+    return path.stat().st_size
+
+
+def load_packed_line_pages(path: Path) -> tuple[float, list[LinePage]]:
+    """Return the scale and the pages :func:`pack_line_pages` wrote."""
+    try:
+        with Path(path).open("rb") as f:
+            data = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path}: cannot read packed line pages ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != PACKED_PAGES_FORMAT:
+        raise ValueError(f"{path}: not packed line pages (write them with `registre pack-line-pages`)")
+    pages = []
+    for page_id, gray, tgt in data["pages"]:
+        g = cv2.imdecode(np.frombuffer(gray, np.uint8), cv2.IMREAD_GRAYSCALE)
+        t = cv2.imdecode(np.frombuffer(tgt, np.uint8), cv2.IMREAD_UNCHANGED)
+        pages.append(LinePage(page_id, g, np.stack([t & 1, (t >> 1) & 1])))
+    return float(data["scale"]), pages
+
+
 def augment_crop(page: LinePage, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Return a random ``size``² crop of a page (float input, uint8 targets) under rotation, scale and tone changes."""
     h, w = page.gray.shape

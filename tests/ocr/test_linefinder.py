@@ -19,7 +19,10 @@ from ocr.linefinder import (
     LineTrainConfig,
     export_onnx,
     line_targets,
+    load_line_pages,
     load_line_weights,
+    load_packed_line_pages,
+    pack_line_pages,
     page_input,
     train_line_finder,
 )
@@ -162,3 +165,39 @@ def test_train_lines_command_trains_on_training_pages_only(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["training_pages"] == 1
     assert (tmp_path / "b.onnx").exists()
+
+    # Packed for a machine without the data folder, the same pages train there.
+    pack = [sys.executable, "-m", "flows.cli", "pack-line-pages", str(tmp_path / "pages.pkl"), "--data", str(data)]
+    packed = subprocess.run(pack, capture_output=True, text=True, timeout=300)
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    assert json.loads(packed.stdout)["pages"] == 1
+    cmd = [sys.executable, "-m", "flows.cli", "train-lines", "--pages", str(tmp_path / "pages.pkl"), "--steps", "2"]
+    cmd += ["--batch-size", "1", "--threads", "1", "--data", str(tmp_path / "none")]
+    wrong = subprocess.run([*cmd, "--scale", "0.25", "--out", str(tmp_path / "c.onnx")], capture_output=True, text=True)
+    assert wrong.returncode != 0 and "packed at scale 0.333" in wrong.stderr
+    done = subprocess.run([*cmd, "--out", str(tmp_path / "c.onnx")], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["training_pages"] == 1
+
+
+def test_packed_pages_load_back_close_to_the_originals(tmp_path):
+    data = tmp_path / "data"
+    volume = data / "lectaurep" / "train" / "vol"
+    volume.mkdir(parents=True)
+    src = EXAMPLES / "FRAN_0025_0989_L-0.xml"
+    (volume / "TRAIN_1.xml").write_text(
+        src.read_text(encoding="utf-8").replace(src.with_suffix(".jpg").name, "TRAIN_1.jpg"), encoding="utf-8"
+    )
+    shutil.copy(src.with_suffix(".jpg"), volume / "TRAIN_1.jpg")
+    pages = load_line_pages(data)
+    size = pack_line_pages(pages, tmp_path / "p.pkl", NET_SCALE)
+    scale, back = load_packed_line_pages(tmp_path / "p.pkl")
+
+    assert scale == NET_SCALE and [p.page_id for p in back] == ["TRAIN_1"]
+    assert np.array_equal(back[0].targets, pages[0].targets)
+    assert back[0].gray.shape == pages[0].gray.shape
+    assert np.abs(back[0].gray.astype(int) - pages[0].gray).mean() < 3.0
+    assert size < pages[0].gray.nbytes / 4
+    (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="cannot read packed line pages"):
+        load_packed_line_pages(tmp_path / "bad.pkl")
