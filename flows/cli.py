@@ -372,6 +372,7 @@ def train_lines(
     init_from: Annotated[
         Path | None, typer.Option("--init-from", help="Continue from these weights (the .pt beside an ONNX file).")
     ] = None,
+    workers: Annotated[int, typer.Option(min=0, help="Processes that cut and augment crops (0: none).")] = 0,
 ) -> None:
     """Train the learned line finder on the training pages (never the validation pages) and export it to ONNX."""
     _logging(True)
@@ -409,6 +410,7 @@ def train_lines(
         seed=seed,
         device=device,
         init_from=str(init_from) if init_from else None,
+        workers=workers,
     )
     try:
         summary = train_line_finder(out, config, data, pages=packed)

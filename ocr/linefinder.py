@@ -240,6 +240,30 @@ class LineTrainConfig:
     device: str = "cpu"  # or "cuda" (crops are still cut on the CPU)
     init_from: str | None = None  # start from these weights (the .pt written beside an ONNX file)
     export_every: int = 500  # steps between exports of the network so far (0: only at the end)
+    workers: int = 0  # processes that cut and augment the crops (a GPU outruns one CPU core); 0: in this one
+
+
+class _CropBatches(torch.utils.data.IterableDataset):
+    """An endless stream of augmented (input, target) crop batches, drawn with a seed per worker process."""
+
+    def __init__(self, pages: list[LinePage], weights: np.ndarray, size: int, batch: int, seed: int) -> None:
+        self.pages, self.weights, self.size, self.batch, self.seed = pages, weights, size, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            yield _crop_batch(self.pages, self.weights, self.size, self.batch, rng)
+
+
+def _crop_batch(
+    pages: list[LinePage], weights: np.ndarray, size: int, batch: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return ``batch`` augmented crops of pages drawn with probabilities ``weights``: (N,1,S,S) float, (N,2,S,S)."""
+    crops = [augment_crop(pages[i], size, rng) for i in rng.choice(len(pages), batch, p=weights)]
+    x = torch.from_numpy(np.stack([c[0] for c in crops])[:, None])
+    y = torch.from_numpy(np.stack([c[1] for c in crops]))
+    return x, y
 
 
 def train_line_finder(
@@ -271,12 +295,22 @@ def train_line_finder(
     weights = np.array([p.gray.size for p in pages], np.float64)
     weights /= weights.sum()
     pos_weight = torch.tensor([2.0, 1.0], device=device).view(1, 2, 1, 1)
+    stream = None
+    if cfg.workers:
+        cv2.setNumThreads(1)  # a forked worker must not inherit OpenCV's live thread pool (see ocr.train)
+        loader = torch.utils.data.DataLoader(
+            _CropBatches(pages, weights, cfg.crop, cfg.batch_size, cfg.seed),
+            batch_size=None,
+            num_workers=cfg.workers,
+            prefetch_factor=4,
+            pin_memory=device.type == "cuda",
+        )
+        stream = iter(loader)
     t0, running = time.perf_counter(), 0.0
     net.train()
     for step in range(cfg.steps):
-        batch = [augment_crop(pages[i], cfg.crop, rng) for i in rng.choice(len(pages), cfg.batch_size, p=weights)]
-        x = torch.from_numpy(np.stack([b[0] for b in batch])[:, None]).to(device)
-        y = torch.from_numpy(np.stack([b[1] for b in batch])).float().to(device)
+        x, y = next(stream) if stream is not None else _crop_batch(pages, weights, cfg.crop, cfg.batch_size, rng)
+        x, y = x.to(device, non_blocking=True), y.float().to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = net(x)
         loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pos_weight)

@@ -8,6 +8,9 @@
 # augmentation workers: "ft" fine-tunes the shipped model, "wide" trains a wider one from
 # scratch. Each exports only a model that beats its start on the seen-hand validation lines;
 # pick between them with bench/recognizer_bench.py on the full-quality crops.
+# With .gpu/line-pages.pkl (`registre pack-line-pages .gpu/line-pages.pkl`), a third run
+# continues the line finder from models/registre-lines.pt: OUT/lines.onnx (+ .json, .pt),
+# written every 500 steps, so what the time limit leaves is kept.
 # First, GPU recognition throughput by batch size for the shipped model (bench/results).
 set -uo pipefail
 out=${1:?usage: train_gpu.sh OUT MINUTES [CACHE]}
@@ -15,7 +18,9 @@ minutes=${2:?usage: train_gpu.sh OUT MINUTES [CACHE]}
 cache=${3:-.gpu/lines.pkl}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-workers=$(( ($(nproc) - 4) / 2 ))
+runs=2
+[[ -f .gpu/line-pages.pkl ]] && runs=3
+workers=$(( ($(nproc) - 4) / runs ))
 (( workers < 1 )) && workers=1
 
 timeout 120 python3 bench/recognizer_bench.py --cache "$cache" --device cuda >"$out/bench-gpu.txt" 2>&1
@@ -26,5 +31,11 @@ python3 -m flows.cli train "${common[@]}" --init-from models/registre-crnn.pt --
     --run-dir /tmp/registre-ft --export "$out/ft.pt" >"$out/ft.log" 2>&1 &
 python3 -m flows.cli train "${common[@]}" --lr 1.5e-3 --channels 48,96,128,160 \
     --run-dir /tmp/registre-wide --export "$out/wide.pt" >"$out/wide.log" 2>&1 &
+if (( runs == 3 )); then
+    init=()
+    [[ -f models/registre-lines.pt ]] && init=(--init-from models/registre-lines.pt --lr 1e-3)
+    timeout "$(( minutes * 60 ))" python3 -m flows.cli train-lines --pages .gpu/line-pages.pkl --device cuda --bf16 \
+        --workers "$workers" --batch-size 16 --steps 8000 "${init[@]}" --out "$out/lines.onnx" >"$out/lines.log" 2>&1 &
+fi
 wait
 nvidia-smi --query-gpu=name,memory.used,utilization.gpu --format=csv >>"$out/bench-gpu.txt" 2>&1 || true

@@ -175,7 +175,10 @@ def test_train_lines_command_trains_on_training_pages_only(tmp_path):
     cmd += ["--batch-size", "1", "--threads", "1", "--data", str(tmp_path / "none")]
     wrong = subprocess.run([*cmd, "--scale", "0.25", "--out", str(tmp_path / "c.onnx")], capture_output=True, text=True)
     assert wrong.returncode != 0 and "packed at scale 0.333" in wrong.stderr
-    done = subprocess.run([*cmd, "--out", str(tmp_path / "c.onnx")], capture_output=True, text=True, timeout=600)
+    # ... with the crops cut in a worker process, as on a GPU.
+    done = subprocess.run(
+        [*cmd, "--workers", "1", "--out", str(tmp_path / "c.onnx")], capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["training_pages"] == 1
 
