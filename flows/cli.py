@@ -283,6 +283,8 @@ def train(
     if data_dir:
         cfg.data_dir = data_dir
     _require_lines(cfg.data_dir, cfg.cache)
+    if cfg.segmented_share > 0:
+        _require_lines(cfg.data_dir, cfg.segmented_cache)
     synthetic = None
     if synthetic_ratio > 0 and not synthetic_from_cache:
         from ocr.synthetic import SyntheticLines

@@ -52,3 +52,16 @@ def test_pack_lines_keeps_the_asked_splits(tmp_path):
     assert [s.split for s in back] == ["train"] * 12
     assert [s.text for s in back] == [s.text for s in samples[:12]]
     assert [s.image.shape for s in back] == [s.image.shape for s in samples[:12]]
+
+
+def test_train_with_segmented_crops_needs_their_cache_or_the_training_pages(tmp_path):
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps([toy_line("ab", "train", 0), toy_line("ab", "val-seen", 1)]))
+    out = run(
+        "train",
+        *("--cache", str(plain), "--data", str(tmp_path / "none"), "--run-dir", str(tmp_path / "run")),
+        *("--segmented-share", "0.5", "--segmented-cache", str(tmp_path / "seg.pkl")),
+    )
+    assert out.returncode != 0 and "no lectaurep/train folder" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "seg.pkl").exists()
