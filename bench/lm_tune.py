@@ -257,15 +257,20 @@ def search_lexicon(
     return settings, hyps
 
 
-def tune_lexicon(args: argparse.Namespace) -> None:
-    """Search :data:`LEXICON_GRID` with the stored weights, print the table and store the best (see module doc)."""
-    t_start = time.perf_counter()
+def validation_and_greedy(args: argparse.Namespace) -> tuple[ValidationSet, list[str], ErrorRates]:
+    """Return the validation lines (300 of them with ``--quick``), their greedy readings and its error rates."""
     vs = validation_set(args.model)
     if args.quick:
         rng = np.random.default_rng(0)
         vs = vs.subset(sorted(rng.choice(len(vs.texts), size=min(300, len(vs.texts)), replace=False).tolist()))
     greedy_hyps = decode_texts(GreedyDecoder(vs.labels), vs)
-    greedy = score(vs.texts, greedy_hyps)
+    return vs, greedy_hyps, score(vs.texts, greedy_hyps)
+
+
+def tune_lexicon(args: argparse.Namespace) -> None:
+    """Search :data:`LEXICON_GRID` with the stored weights, print the table and store the best (see module doc)."""
+    t_start = time.perf_counter()
+    vs, greedy_hyps, greedy = validation_and_greedy(args)
     overrides = {"processes": args.processes} | ({"beam_width": args.beam_width} if args.beam_width else {})
     with BeamDecoder.load(vs.labels, args.lm, **overrides) as decoder:
         beam_width = decoder.config.beam_width
@@ -332,12 +337,7 @@ def main() -> None:
     args.beam_width = args.beam_width or DecoderConfig.beam_width
 
     t_start = time.perf_counter()
-    vs = validation_set(args.model)
-    if args.quick:
-        rng = np.random.default_rng(0)
-        vs = vs.subset(sorted(rng.choice(len(vs.texts), size=min(300, len(vs.texts)), replace=False).tolist()))
-    greedy_hyps = decode_texts(GreedyDecoder(vs.labels), vs)
-    greedy = score(vs.texts, greedy_hyps)
+    vs, greedy_hyps, greedy = validation_and_greedy(args)
     config = DecoderConfig(beam_width=args.beam_width, processes=args.processes)
     with BeamDecoder(vs.labels, args.lm, config) as decoder:
         settings, all_hyps = search(decoder, vs, greedy, args.quick)
