@@ -43,6 +43,7 @@ BeamOpt = Annotated[int | None, typer.Option("--beam-width", min=1, help="Beam w
 HotwordsOpt = Annotated[Path | None, typer.Option("--hotwords", help="File of words to boost, one per line.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")]
+DataOpt = Annotated[Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")]
 SegmenterOpt = Annotated[
     str | None,
     typer.Option("--segmenter", help="Line finder: learned (the U-Net of models/, default) or rules."),
@@ -163,9 +164,7 @@ def train(
     run_dir: Annotated[
         Path, typer.Option("--run-dir", help="Checkpoints and history; resumes from its last.pt.")
     ] = Path("runs/crnn"),
-    data_dir: Annotated[
-        Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
-    ] = None,
+    data_dir: DataOpt = None,
     export: Annotated[Path, typer.Option("--export", help="Where the best model is written.")] = Path(
         "models/registre-crnn.pt"
     ),
@@ -313,9 +312,7 @@ def _require_lines(data_dir: Path, cache: Path) -> None:
 @app.command("pack-lines")
 def pack_lines(
     out: Annotated[Path, typer.Argument(help="The packed cache to write (for `registre train --cache`).")],
-    data_dir: Annotated[
-        Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
-    ] = None,
+    data_dir: DataOpt = None,
     cache: Annotated[Path, typer.Option("--cache", help="The plain line cache to pack.")] = Path(
         ".cache/lines-h48.pkl"
     ),
@@ -353,9 +350,7 @@ def train_lines(
     out: Annotated[Path, typer.Option("--out", help="The ONNX network to write (its JSON goes beside it).")] = Path(
         "models/registre-lines.onnx"
     ),
-    data_dir: Annotated[
-        Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
-    ] = None,
+    data_dir: DataOpt = None,
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 3000,
     batch_size: Annotated[int, typer.Option(min=1, help="Page crops per step.")] = 8,
     crop: Annotated[int, typer.Option(min=32, help="Side of the training crops, network pixels.")] = 320,
@@ -424,9 +419,7 @@ def train_lines(
 @app.command("pack-line-pages")
 def pack_line_pages_command(
     out: Annotated[Path, typer.Argument(help="The file to write (for `registre train-lines --pages OUT`).")],
-    data_dir: Annotated[
-        Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
-    ] = None,
+    data_dir: DataOpt = None,
     scale: Annotated[float, typer.Option(min=0.05, max=1.0, help="Network pixels per scan pixel.")] = 0.333,
 ) -> None:
     """Write the line finder's training pages (pixels at the network's scale, targets) compactly, for a GPU."""
@@ -446,9 +439,7 @@ def build_lm(
     out: Annotated[
         Path, typer.Option("--out", help="Prefix of the LM files (PREFIX.arpa, .binary, .unigrams.txt, .json).")
     ] = Path("models/names"),
-    data_dir: Annotated[
-        Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")
-    ] = None,
+    data_dir: DataOpt = None,
     order: Annotated[int, typer.Option(min=2, max=6, help="n-gram order.")] = 3,
     names: Annotated[
         bool, typer.Option("--names/--no-names", help="Add the INSEE surname and first-name lists.")
