@@ -96,7 +96,7 @@ def build_line_cache(data_dir: Path, cache: Path, height: int = LINE_HEIGHT) -> 
                 continue
             samples.append(LineSample(crop, gt.text, page.id, line_id, xml.parent.name, split, gt.type))
         log.info("%s: %d lines", page.id, len(page.lines))
-    _write_pickle(samples, cache)
+    write_pickle(samples, cache)
     return samples
 
 
@@ -137,7 +137,7 @@ def build_segmented_cache(
             samples.append(LineSample(crop, line.text, gt.id, line.id, xml.parent.name, "train", line.type))
             n += 1
         log.info("segmented crops %d/%d %s: %d of %d lines", i + 1, len(xmls), gt.id, n, len(gt.lines))
-    _write_pickle(samples, cache)
+    write_pickle(samples, cache)
     return samples
 
 
@@ -149,7 +149,7 @@ def load_segmented_cache(data_dir: Path, cache: Path, line_model: Path | None = 
     return build_segmented_cache(data_dir, cache, line_model)
 
 
-def _write_pickle(obj: object, path: Path) -> None:
+def write_pickle(obj: object, path: Path) -> None:
     """Pickle ``obj`` to a temporary file beside ``path``, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -177,7 +177,7 @@ def pack_lines(samples: Sequence[LineSample], path: Path, quality: int = 85) -> 
         if not ok:
             raise ValueError(f"{s.page}/{s.line_id}: WebP encoding failed")
         rows.append((buf.tobytes(), s.text, s.page, s.line_id, s.volume, s.split, s.type))
-    _write_pickle({"format": PACKED_FORMAT, "lines": rows}, path)
+    write_pickle({"format": PACKED_FORMAT, "lines": rows}, path)
     return path.stat().st_size
 
 

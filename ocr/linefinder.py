@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from ocr.corpus import DEFAULT_DATA, split_of
+from ocr.corpus import DEFAULT_DATA, split_of, write_pickle
 from ocr.groundtruth import GroundTruthPage, find_ground_truth, read_alto
 from segmentation.learned import DEFAULT_LINE_MODEL
 
@@ -175,11 +175,7 @@ def pack_line_pages(pages: list[LinePage], path: Path, scale: float, quality: in
             raise ValueError(f"{p.page_id}: encoding failed")
         rows.append((p.page_id, gray.tobytes(), tgt.tobytes()))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        pickle.dump({"format": PACKED_PAGES_FORMAT, "scale": scale, "pages": rows}, f, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(path)
+    write_pickle({"format": PACKED_PAGES_FORMAT, "scale": scale, "pages": rows}, path)
     return path.stat().st_size
 
 
