@@ -33,7 +33,7 @@ training pages (bench/segmentation_bench.py reports the validation pages).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -578,7 +578,6 @@ def _looks_like_text(
     params: SegmentationParams,
     typical: float = np.inf,
     enough_ink: float | None = None,
-    min_background: float | None = None,
 ) -> bool:
     """Return False for ink that is no text line: a dot, a dash or ornament, a smudge, a pencil mark, shadow.
 
@@ -589,7 +588,6 @@ def _looks_like_text(
     With ``enough_ink`` (spacing²), a row with that much ink passes the size and
     shape tests whatever its shape: the learned finder already judged it a line
     (a flourished name is taller than any rule-based row may be).
-    ``min_background`` replaces ``params.min_background``.
     """
     big = enough_ink is not None and len(row.xs) >= enough_ink * spacing * spacing
     if not (big or _sized_like_text(row, spacing, params, typical) or _is_ditto(row, spacing, params)):
@@ -603,8 +601,7 @@ def _looks_like_text(
     y0, y1 = int(row.ys.min()), int(row.ys.max()) + 1
     box = levelled[y0:y1, row.x0 : row.x1 + 1]
     blank = ~ink[y0:y1, row.x0 : row.x1 + 1]
-    floor = params.min_background if min_background is None else min_background
-    if blank.any() and float(np.median(box[blank])) / paper < floor:  # page edge, gutter shadow
+    if blank.any() and float(np.median(box[blank])) / paper < params.min_background:  # page edge, gutter shadow
         return False
     return True
 
@@ -923,8 +920,8 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
         tones = (paper, writing)
         learned = params.line_model is not None
         enough = params.learned_enough_ink if learned else None
-        floor = params.learned_min_background if learned else None
-        rows = [r for r in rows if _looks_like_text(r, levelled, ink, tones, spacing, params, typical, enough, floor)]
+        tests = replace(params, min_background=params.learned_min_background) if learned else params
+        rows = [r for r in rows if _looks_like_text(r, levelled, ink, tones, spacing, tests, typical, enough)]
     for cx, cy, radius in find_stamps(ink, spacing, params.stamp_radius):
         reach = radius + 0.2 * spacing
         rows = [r for r in rows if (np.hypot(r.xs - cx, r.ys - cy) < reach).mean() < params.stamp_share]
