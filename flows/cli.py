@@ -384,7 +384,7 @@ def train_lines(
         if scale is not None and abs(scale - packed_scale) > 1e-9:
             _fail(f"--scale {scale}: the pages in {pages} were packed at scale {packed_scale}")
         scale = packed_scale
-        data = data_dir or Path()
+        data = pages  # named by the error of an empty pack
     else:
         data = _training_data(data_dir)
     if device.startswith("cuda"):

@@ -173,7 +173,9 @@ def test_train_lines_command_trains_on_training_pages_only(tmp_path):
     assert json.loads(packed.stdout)["pages"] == 1
     cmd = [sys.executable, "-m", "flows.cli", "train-lines", "--pages", str(tmp_path / "pages.pkl"), "--steps", "2"]
     cmd += ["--batch-size", "1", "--threads", "1", "--data", str(tmp_path / "none")]
-    wrong = subprocess.run([*cmd, "--scale", "0.25", "--out", str(tmp_path / "c.onnx")], capture_output=True, text=True)
+    wrong = subprocess.run(
+        [*cmd, "--scale", "0.25", "--out", str(tmp_path / "c.onnx")], capture_output=True, text=True, timeout=300
+    )
     assert wrong.returncode != 0 and "packed at scale 0.333" in wrong.stderr
     # ... with the crops cut in a worker process, as on a GPU.
     done = subprocess.run(
