@@ -120,7 +120,13 @@ class SegmentationParams:
     learned_enough_ink: float = 0.2  # ... but a line with this much ink (spacing²) is never too small or odd
     # ... and its background test is looser: the halo of a small printed header (DATES, DROITS.) is gray.
     learned_min_background: float = 0.7
+    # The network's own confidence, over the row's ink: the 90th percentile of its band probability and the
+    # mean of its region probability. A row it is sure of passes the size tests (a lone "M", a short
+    # number); one it barely sees is dropped (a smudge between lines, a rule's remnant).
+    learned_sure: tuple[float, float] = (0.9, 0.9)
+    learned_min_band: float = 0.8
     learned_outline: bool = True  # a line's polygon is its basin's region, not its padded ink outline
+    learned_clip: float | None = 2.0  # ... cut to its ink's box padded this many times the ink outline's pads
     band_threshold: float = 0.7  # seeds: band components above this probability
     region_threshold: float = 0.5
     min_band_area: int = 4  # band components smaller than this (network pixels) seed no line
@@ -138,6 +144,8 @@ class _RowInk:
     x1: int = 0
     label: bool = False  # a small label printed over a longer one: its margins follow its own size
     outline: np.ndarray | None = None  # (N, 2) polygon (working frame) when the learned finder drew one
+    band_q90: float | None = None  # the learned finder's band probability over the ink, 90th percentile
+    region_mean: float | None = None  # ... and its mean region probability
 
     def __post_init__(self) -> None:
         self.x0, self.x1 = int(self.xs.min()), int(self.xs.max())
@@ -590,7 +598,9 @@ def _looks_like_text(
     (a flourished name is taller than any rule-based row may be).
     """
     big = enough_ink is not None and len(row.xs) >= enough_ink * spacing * spacing
-    if not (big or _sized_like_text(row, spacing, params, typical) or _is_ditto(row, spacing, params)):
+    sure_band, sure_region = params.learned_sure
+    sure = row.band_q90 is not None and row.band_q90 >= sure_band and row.region_mean >= sure_region
+    if not (big or sure or _sized_like_text(row, spacing, params, typical) or _is_ditto(row, spacing, params)):
         return False
     paper, writing = tones
     # Contrast relative to the page's own writing: a faded hand is faint all
@@ -835,6 +845,10 @@ def _learned_rows(
         ]
         for part in parts:
             row = _RowInk(row_ys[part], row_xs[part], ridge_y)
+            my = np.minimum((row.ys * maps.scale).astype(np.int64), mh - 1)
+            mx = np.minimum((row.xs * maps.scale).astype(np.int64), mw - 1)
+            row.band_q90 = float(np.percentile(maps.band[my, mx], 90))
+            row.region_mean = float(maps.region[my, mx].mean())
             if params.learned_outline:
                 row.outline = _basin_outline(basins, maps, k, boxes[k - 1], row, params, spacing, len(parts) > 1)
             rows.append(row)
@@ -860,11 +874,18 @@ def _basin_outline(
     f = maps.scale
     ys, xs = box
     mask = (basins[ys, xs] == label) & (maps.region[ys, xs] > params.region_threshold)
-    if cut:
-        x0 = max(0, int(np.floor((row.x0 - params.pad_left * spacing) * f)) - xs.start)
-        x1 = max(0, int(np.ceil((row.x1 + 1 + params.pad_right * spacing) * f)) - xs.start)
+    k = params.learned_clip
+    if cut or k is not None:
+        k = 1.0 if k is None else k
+        x0 = max(0, int(np.floor((row.x0 - k * params.pad_left * spacing) * f)) - xs.start)
+        x1 = max(0, int(np.ceil((row.x1 + 1 + k * params.pad_right * spacing) * f)) - xs.start)
         mask[:, :x0] = False
         mask[:, x1:] = False
+    if params.learned_clip is not None:
+        y0 = max(0, int(np.floor((row.ys.min() - k * params.pad_top * spacing) * f)) - ys.start)
+        y1 = max(0, int(np.ceil((row.ys.max() + 1 + k * params.pad_bottom * spacing) * f)) - ys.start)
+        mask[:y0] = False
+        mask[y1:] = False
     contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:
         return None
@@ -922,6 +943,8 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
         enough = params.learned_enough_ink if learned else None
         tests = replace(params, min_background=params.learned_min_background) if learned else params
         rows = [r for r in rows if _looks_like_text(r, levelled, ink, tones, spacing, tests, typical, enough)]
+        if learned:
+            rows = [r for r in rows if r.band_q90 >= params.learned_min_band]
     for cx, cy, radius in find_stamps(ink, spacing, params.stamp_radius):
         reach = radius + 0.2 * spacing
         rows = [r for r in rows if (np.hypot(r.xs - cx, r.ys - cy) < reach).mean() < params.stamp_share]

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.ndimage import find_objects
 
 from ocr.groundtruth import read_alto
 from segmentation.evaluate import count_matches, match_lines
 from segmentation.learned import DEFAULT_LINE_MODEL, LineMaps, line_basins, line_network
-from segmentation.lines import SegmentationParams, segment_page
+from segmentation.lines import SegmentationParams, _basin_outline, _looks_like_text, _RowInk, segment_page
 from segmentation.loading import load_page_file
 
 LEARNED = SegmentationParams(line_model=str(DEFAULT_LINE_MODEL))
@@ -108,3 +109,49 @@ def test_a_missing_network_stops_the_command_with_a_clear_message(example_page, 
 def test_an_unknown_segmenter_is_refused(example_page, tmp_path):
     out = run("show", str(example_page), "--out", str(tmp_path / "o.png"), "--no-text", "--segmenter", "magic")
     assert out.returncode != 0 and "segmenter" in out.stderr and "Traceback" not in out.stderr
+
+
+def _ink_row(y0: int, y1: int, x0: int, x1: int) -> _RowInk:
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    return _RowInk(ys.ravel(), xs.ravel(), (y0 + y1) / 2)
+
+
+def test_a_line_the_network_is_sure_of_passes_the_size_tests():
+    # A short mark (a lone "1" in a cell) is too small for the rules' size
+    # tests; when the network sees a line there with confidence, it stays.
+    page = np.full((200, 200), 225, np.uint8)
+    page[100:112, 100:103] = 20
+    ink = page < 128
+    params = SegmentationParams(line_model=str(DEFAULT_LINE_MODEL))
+    args = (page, ink, (225.0, 20.0), 40.0, params)
+    row = _ink_row(100, 112, 100, 103)
+    assert not _looks_like_text(row, *args)  # the rules alone: too small
+    row.band_q90, row.region_mean = 0.95, 0.95
+    assert _looks_like_text(row, *args)
+    row.band_q90 = 0.85  # seen, but not surely
+    assert not _looks_like_text(row, *args)
+
+
+def test_a_basin_polygon_is_cut_to_its_ink():
+    # The network's region may spread far around a short word (a printed
+    # "DE" in a wide header cell); the polygon keeps to the word.
+    band = np.zeros((100, 200), np.float32)
+    band[48:52, 20:180] = 0.95
+    region = np.zeros_like(band)
+    region[20:80, 10:190] = 0.9
+    maps = LineMaps(band, region, 1.0)
+    basins = line_basins(maps)
+    box = find_objects(basins)[0]
+    row = _ink_row(44, 56, 90, 110)  # the word's ink
+    spacing = 20.0
+    loose = _basin_outline(basins, maps, 1, box, row, SegmentationParams(learned_clip=None), spacing, False)
+    cut = _basin_outline(basins, maps, 1, box, row, SegmentationParams(learned_clip=2.0), spacing, False)
+    assert loose[:, 0].min() <= 11 and loose[:, 0].max() >= 189  # the whole region
+    p = SegmentationParams()
+    assert (
+        cut[:, 0].min() >= 90 - 2 * p.pad_left * spacing - 1 and cut[:, 0].max() <= 110 + 2 * p.pad_right * spacing + 1
+    )
+    assert (
+        cut[:, 1].min() >= 44 - 2 * p.pad_top * spacing - 1 and cut[:, 1].max() <= 56 + 2 * p.pad_bottom * spacing + 1
+    )
+    assert cut[:, 0].min() < 90 and cut[:, 0].max() > 110  # still around the whole word
