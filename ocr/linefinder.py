@@ -280,10 +280,12 @@ def train_line_finder(
     log.info("line finder: %d training pages at scale %g", len(pages), cfg.scale)
     device = torch.device(cfg.device)
     net = LineNet(cfg.channels)
+    base = {}  # the network continued from: its version and steps
     if cfg.init_from:
         net = load_line_weights(cfg.init_from)
         cfg = replace(cfg, channels=net.channels)
-        log.info("line finder: starting from %s", cfg.init_from)
+        base = _base_record(cfg.init_from)
+        log.info("line finder: starting from %s (%s)", cfg.init_from, base.get("version", "no record beside it"))
     net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.05)
@@ -317,7 +319,7 @@ def train_line_finder(
         loss_value = float(loss.detach())
         running = 0.98 * running + 0.02 * loss_value if step else loss_value
         if cfg.export_every and step and step % cfg.export_every == 0:
-            export_onnx(net, out, _summary(cfg, len(pages), step, running, t0))
+            export_onnx(net, out, _summary(cfg, len(pages), step, running, t0, base))
         if step % 50 == 0 or step == cfg.steps - 1:
             log.info(
                 "line finder step %d/%d loss %.4f (%.2f s/step)",
@@ -326,16 +328,30 @@ def train_line_finder(
                 running,
                 (time.perf_counter() - t0) / (step + 1),
             )
-    summary = _summary(cfg, len(pages), cfg.steps, running, t0)
+    summary = _summary(cfg, len(pages), cfg.steps, running, t0, base)
     export_onnx(net, out, summary)
     return summary
 
 
-def _summary(cfg: LineTrainConfig, pages: int, step: int, loss: float, t0: float) -> dict:
-    """Return the JSON record of a network trained ``step`` steps so far."""
+def _base_record(weights: str | Path) -> dict:
+    """Return the version and total steps of the network whose weights are ``weights`` (from the JSON beside them)."""
+    try:
+        meta = json.loads(Path(weights).with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    steps = meta.get("total_steps", meta.get("steps"))
+    return {"version": meta.get("version"), "total_steps": int(steps)} if isinstance(steps, int) else {}
+
+
+def _summary(cfg: LineTrainConfig, pages: int, step: int, loss: float, t0: float, base: dict | None = None) -> dict:
+    """Return the JSON record of a network trained ``step`` steps so far (after ``base``'s, when continued)."""
+    base = base or {}
+    total = base.get("total_steps", 0) + step
     return {
         "format": "registre-lines/1",
-        "version": f"lines-{time.strftime('%Y%m%d')}-s{step}",
+        "version": f"lines-{time.strftime('%Y%m%d')}-s{total}",
+        "continued_from": base.get("version"),
+        "total_steps": total,
         "scale": cfg.scale,
         "multiple": NET_MULTIPLE,
         "outputs": ["band", "region"],

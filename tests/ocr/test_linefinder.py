@@ -121,6 +121,10 @@ def test_training_continues_from_the_weights_an_export_wrote(tmp_path):
     second = tmp_path / "b.onnx"
     summary = train_line_finder(second, warm, pages=toy_pages())
     assert summary["config"]["channels"] == [4, 8, 8, 8, 8]
+    # Its version counts the steps of both runs and names the one it continued.
+    first_version = json.loads(first.with_suffix(".json").read_text())["version"]
+    assert summary["total_steps"] == 3 and summary["version"].endswith("-s3")
+    assert summary["continued_from"] == first_version and first_version.endswith("-s2")
     end = load_line_weights(second.with_suffix(".pt"))
     for (name, a), b in zip(start.state_dict().items(), end.state_dict().values(), strict=True):
         if "running" not in name and "num_batches" not in name:  # BatchNorm statistics move in train mode
