@@ -121,8 +121,8 @@ class SegmentationParams:
     # ... and its background test is looser: the halo of a small printed header (DATES, DROITS.) is gray.
     learned_min_background: float = 0.7
     # The network's own confidence, over the row's ink: the 90th percentile of its band probability and the
-    # mean of its region probability. A row it is sure of passes the size tests (a lone "M", a short
-    # number); one it barely sees is dropped (a smudge between lines, a rule's remnant).
+    # mean of its region probability. A row it is sure of passes the size and contrast tests (a lone "M",
+    # a short number, a margin note in paler ink); one it barely sees is dropped (a smudge, a rule's remnant).
     learned_sure: tuple[float, float] = (0.9, 0.9)
     learned_min_band: float = 0.8
     learned_outline: bool = True  # a line's polygon is its basin's region, not its padded ink outline
@@ -606,7 +606,7 @@ def _looks_like_text(
     # Contrast relative to the page's own writing: a faded hand is faint all
     # over, a pencil mark or bleed-through is fainter than the rest.
     contrast = (paper - float(np.median(levelled[row.ys, row.xs]))) / max(paper - writing, 1.0)
-    if contrast < params.min_contrast:
+    if contrast < params.min_contrast and not sure:
         return False
     y0, y1 = int(row.ys.min()), int(row.ys.max()) + 1
     box = levelled[y0:y1, row.x0 : row.x1 + 1]

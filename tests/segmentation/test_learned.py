@@ -116,7 +116,7 @@ def _ink_row(y0: int, y1: int, x0: int, x1: int) -> _RowInk:
     return _RowInk(ys.ravel(), xs.ravel(), (y0 + y1) / 2)
 
 
-def test_a_line_the_network_is_sure_of_passes_the_size_tests():
+def test_a_line_the_network_is_sure_of_passes_the_size_and_contrast_tests():
     # A short mark (a lone "1" in a cell) is too small for the rules' size
     # tests; when the network sees a line there with confidence, it stays.
     page = np.full((200, 200), 225, np.uint8)
@@ -130,6 +130,21 @@ def test_a_line_the_network_is_sure_of_passes_the_size_tests():
     assert _looks_like_text(row, *args)
     row.band_q90 = 0.85  # seen, but not surely
     assert not _looks_like_text(row, *args)
+
+    # Ink much paler than the page's writing (a margin "M" in another ink)
+    # is kept only when the network is sure of it.
+    def strokes(gray: int) -> tuple[_RowInk, tuple]:
+        page = np.full((200, 200), 225, np.uint8)
+        page[100:112, 60:140:3] = gray
+        ys, xs = np.nonzero(page < 225)
+        return _RowInk(ys, xs, 106.0), (page, page < 200, (225.0, 20.0), 40.0, params)
+
+    dark, dark_args = strokes(20)
+    assert _looks_like_text(dark, *dark_args)
+    pale, pale_args = strokes(150)
+    assert not _looks_like_text(pale, *pale_args)
+    pale.band_q90, pale.region_mean = 0.95, 0.95
+    assert _looks_like_text(pale, *pale_args)
 
 
 def test_a_basin_polygon_is_cut_to_its_ink():
