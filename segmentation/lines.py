@@ -125,6 +125,7 @@ class SegmentationParams:
     # a short number, a margin note in paler ink); one it barely sees is dropped (a smudge, a rule's remnant).
     learned_sure: tuple[float, float] = (0.9, 0.9)
     learned_min_band: float = 0.8
+    learned_faint_ink: float = 1.0  # ... but a row with this much ink (spacing²) is left to the rules' tests
     learned_outline: bool = True  # a line's polygon is its basin's region, not its padded ink outline
     learned_clip: float | None = 2.0  # ... cut to its ink's box padded this many times the ink outline's pads
     band_threshold: float = 0.7  # seeds: band components above this probability
@@ -944,7 +945,8 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
         tests = replace(params, min_background=params.learned_min_background) if learned else params
         rows = [r for r in rows if _looks_like_text(r, levelled, ink, tones, spacing, tests, typical, enough)]
         if learned:
-            rows = [r for r in rows if r.band_q90 >= params.learned_min_band]
+            faint = params.learned_faint_ink * spacing * spacing
+            rows = [r for r in rows if r.band_q90 >= params.learned_min_band or len(r.xs) >= faint]
     for cx, cy, radius in find_stamps(ink, spacing, params.stamp_radius):
         reach = radius + 0.2 * spacing
         rows = [r for r in rows if (np.hypot(r.xs - cx, r.ys - cy) < reach).mean() < params.stamp_share]
