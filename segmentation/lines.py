@@ -816,13 +816,13 @@ def _learned_rows(
     boxes = find_objects(basins)
     mh, mw = basins.shape
     ys, xs = np.nonzero(text)
-    labels = basins[
-        np.minimum((ys * maps.scale).astype(np.int64), mh - 1), np.minimum((xs * maps.scale).astype(np.int64), mw - 1)
-    ]
-    inside = labels > 0
-    ys, xs, labels = ys[inside], xs[inside], labels[inside]
-    order = np.argsort(labels, kind="stable")
-    ys, xs, labels = ys[order], xs[order], labels[order]
+    # Each ink pixel's map pixel, and the basin that holds it.
+    my = np.minimum((ys * maps.scale).astype(np.int64), mh - 1)
+    mx = np.minimum((xs * maps.scale).astype(np.int64), mw - 1)
+    labels = basins[my, mx]
+    keep = np.flatnonzero(labels > 0)
+    keep = keep[np.argsort(labels[keep], kind="stable")]
+    ys, xs, my, mx, labels = ys[keep], xs[keep], my[keep], mx[keep], labels[keep]
     # The row's y for reading order and its table row: the middle of its band.
     band = (maps.band > params.band_threshold) & (basins > 0)
     by, _ = np.nonzero(band)
@@ -837,7 +837,7 @@ def _learned_rows(
             continue
         k = int(labels[start])
         ridge_y = float(ridge[k] / maps.scale)
-        row_ys, row_xs = ys[start:end], xs[start:end]
+        row_ys, row_xs, row_my, row_mx = ys[start:end], xs[start:end], my[start:end], mx[start:end]
         wall_xs = _walls_at(walls, ridge_y, spacing)
         parts = [
             p
@@ -846,10 +846,9 @@ def _learned_rows(
         ]
         for part in parts:
             row = _RowInk(row_ys[part], row_xs[part], ridge_y)
-            my = np.minimum((row.ys * maps.scale).astype(np.int64), mh - 1)
-            mx = np.minimum((row.xs * maps.scale).astype(np.int64), mw - 1)
-            row.band_q90 = float(np.percentile(maps.band[my, mx], 90))
-            row.region_mean = float(maps.region[my, mx].mean())
+            at = (row_my[part], row_mx[part])
+            row.band_q90 = float(np.percentile(maps.band[at], 90))
+            row.region_mean = float(maps.region[at].mean())
             if params.learned_outline:
                 row.outline = _basin_outline(basins, maps, k, boxes[k - 1], row, params, spacing, len(parts) > 1)
             rows.append(row)
@@ -875,14 +874,14 @@ def _basin_outline(
     f = maps.scale
     ys, xs = box
     mask = (basins[ys, xs] == label) & (maps.region[ys, xs] > params.region_threshold)
-    k = params.learned_clip
-    if cut or k is not None:
-        k = 1.0 if k is None else k
+    clip = params.learned_clip
+    k = 1.0 if clip is None else clip  # margins, in units of the ink outline's pads
+    if cut or clip is not None:
         x0 = max(0, int(np.floor((row.x0 - k * params.pad_left * spacing) * f)) - xs.start)
         x1 = max(0, int(np.ceil((row.x1 + 1 + k * params.pad_right * spacing) * f)) - xs.start)
         mask[:, :x0] = False
         mask[:, x1:] = False
-    if params.learned_clip is not None:
+    if clip is not None:
         y0 = max(0, int(np.floor((row.ys.min() - k * params.pad_top * spacing) * f)) - ys.start)
         y1 = max(0, int(np.ceil((row.ys.max() + 1 + k * params.pad_bottom * spacing) * f)) - ys.start)
         mask[:y0] = False
