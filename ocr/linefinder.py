@@ -44,6 +44,7 @@ from torch.nn import functional as F  # noqa: N812
 
 from ocr.corpus import DEFAULT_DATA, split_of, write_pickle
 from ocr.groundtruth import GroundTruthPage, find_ground_truth, read_alto
+from ocr.inference import warn_if_slow_bf16
 from segmentation.learned import DEFAULT_LINE_MODEL
 
 log = logging.getLogger(__name__)
@@ -279,6 +280,7 @@ def train_line_finder(
         raise ValueError(f"{data_dir}: no training pages with ground truth")
     log.info("line finder: %d training pages at scale %g", len(pages), cfg.scale)
     device = torch.device(cfg.device)
+    warn_if_slow_bf16(device.type, cfg.bf16, "registre train-lines")
     net = LineNet(cfg.channels)
     base = {}  # the network continued from: its version and steps
     if cfg.init_from:

@@ -28,7 +28,7 @@ from ocr.augment import augment_line
 from ocr.charset import Charset
 from ocr.checkpoint import DEFAULT_MODEL, atomic_torch_save, save_model
 from ocr.corpus import DEFAULT_DATA, SYNTHETIC, LineSample, load_line_cache, load_segmented_cache
-from ocr.inference import Recognizer, mixed_precision, to_tensor_batch
+from ocr.inference import Recognizer, mixed_precision, to_tensor_batch, warn_if_slow_bf16
 from ocr.metrics import ErrorRates
 from ocr.model import CRNN, CRNNConfig
 
@@ -230,6 +230,7 @@ def train(
 ) -> TrainState:
     """Train (or resume) a recognizer as configured; return the final state."""
     device = resolve_device(cfg.device)
+    warn_if_slow_bf16(device, cfg.bf16, "registre train")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -4,7 +4,7 @@ import torch
 
 from ocr.charset import Charset
 from ocr.checkpoint import load_model, save_model
-from ocr.inference import Recognizer, greedy_decode
+from ocr.inference import Recognizer, cpu_has_bf16, greedy_decode
 from ocr.model import CRNN, CRNNConfig
 
 
@@ -111,3 +111,13 @@ def test_bf16_recognition_on_cpu_reads_a_real_line_as_float32_does(example_pages
     a, b = fp32.recognize(crops), bf16.recognize(crops)
     same = sum(x.text == y.text for x, y in zip(a, b, strict=True))
     assert same >= len(crops) - 2
+
+
+def test_cpu_bf16_units_are_read_from_the_cpu_flags(tmp_path):
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f amx_bf16 amx_tile\n\nprocessor\t: 1\nflags\t: fpu\n")
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    assert cpu_has_bf16(amx) is True
+    assert cpu_has_bf16(avx2) is False
+    assert cpu_has_bf16(tmp_path / "missing") is None
