@@ -70,3 +70,41 @@ def load_model(path: Path | str | None = None, device: str = "cpu") -> tuple[CRN
 def file_digest(path: Path) -> str:
     """Return the first 12 hex digits of the file's SHA-256."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def average_models(paths: list[Path]) -> tuple[CRNN, Charset, list[str]]:
+    """Return the weight average of model files of one architecture and charset, and their versions.
+
+    Fine-tunes of one model that saw different data orders and mixes land in one
+    basin of the loss; their average (a "model soup", Wortsman et al. 2022)
+    usually reads unseen hands better than either. Integer buffers (BatchNorm's
+    step counts) are taken from the first file.
+    """
+    if len(paths) < 2:
+        raise ModelFileError("averaging needs at least two model files")
+    loaded = []
+    for path in paths:
+        if not Path(path).exists():
+            raise ModelFileError(f"{path}: no such model file")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+            raise ModelFileError(f"{path}: not a readable model file ({exc})") from exc
+        if not isinstance(data, dict) or "state_dict" not in data or "charset" not in data:
+            raise ModelFileError(f"{path}: not a registre model file")
+        loaded.append(data)
+    first = loaded[0]
+    for path, data in zip(paths[1:], loaded[1:], strict=True):
+        if data["config"] != first["config"] or list(data["charset"]) != list(first["charset"]):
+            raise ModelFileError(f"{path}: another architecture or charset than {paths[0]}: cannot average them")
+    state = {}
+    for key, value in first["state_dict"].items():
+        if value.is_floating_point():
+            state[key] = torch.stack([d["state_dict"][key].float() for d in loaded]).mean(0).to(value.dtype)
+        else:
+            state[key] = value
+    model = CRNN(CRNNConfig.from_dict(first["config"]))
+    model.load_state_dict(state)
+    model.eval()
+    versions = [str(d.get("version", file_digest(p))) for p, d in zip(paths, loaded, strict=True)]
+    return model, Charset(list(first["charset"])), versions

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ocr.charset import Charset
-from ocr.checkpoint import load_model, save_model
+from ocr.checkpoint import ModelFileError, average_models, load_model, save_model
 from ocr.inference import Recognizer, cpu_has_bf16, greedy_decode
 from ocr.model import CRNN, CRNNConfig
 
@@ -115,9 +115,34 @@ def test_bf16_recognition_on_cpu_reads_a_real_line_as_float32_does(example_pages
 
 def test_cpu_bf16_units_are_read_from_the_cpu_flags(tmp_path):
     amx = tmp_path / "amx"
-    amx.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f amx_bf16 amx_tile\n\nprocessor\t: 1\nflags\t: fpu\n")
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile\n\nprocessor\t: 1\nflags\t: fpu\n")
     avx2 = tmp_path / "avx2"
     avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
     assert cpu_has_bf16(amx) is True
     assert cpu_has_bf16(avx2) is False
     assert cpu_has_bf16(tmp_path / "missing") is None
+
+
+def test_averaged_models_hold_the_mean_of_their_weights(tmp_path, small_model):
+    model, cs = small_model
+    other = CRNN(model.config)
+    paths = [tmp_path / "a.pt", tmp_path / "b.pt"]
+    save_model(paths[0], model, cs, "a")
+    save_model(paths[1], other, cs, "b")
+    soup, cs2, versions = average_models(paths)
+    assert versions == ["a", "b"] and cs2.chars == cs.chars
+    for key, value in soup.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (model.state_dict()[key] + other.state_dict()[key]) / 2)
+    assert not torch.equal(soup.head.weight, model.head.weight)
+
+
+def test_models_of_other_shapes_are_not_averaged(tmp_path, small_model):
+    model, cs = small_model
+    wider = CRNN(CRNNConfig(num_classes=len(cs), channels=(8, 16, 16, 16), lstm_hidden=32, lstm_layers=2))
+    save_model(tmp_path / "a.pt", model, cs, "a")
+    save_model(tmp_path / "b.pt", wider, cs, "b")
+    with pytest.raises(ModelFileError, match="another architecture"):
+        average_models([tmp_path / "a.pt", tmp_path / "b.pt"])
+    with pytest.raises(ModelFileError, match="at least two"):
+        average_models([tmp_path / "a.pt"])
