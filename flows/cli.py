@@ -345,6 +345,29 @@ def pack_lines(
     typer.echo(json.dumps({"out": str(out), "lines": len(samples), "synthetic": synthetic, "mb": round(size / 1e6, 1)}))
 
 
+@app.command("average-models")
+def average_models_cmd(
+    models: Annotated[list[Path], typer.Argument(help="Two or more recognizer files of one architecture.")],
+    out: Annotated[Path, typer.Option("--out", help="The averaged model to write.")] = Path("models/registre-crnn.pt"),
+    data_dir: DataOpt = None,
+    cache: Annotated[Path, typer.Option("--cache", help="Line cache holding the validation lines.")] = Path(
+        ".cache/lines-h48.pkl"
+    ),
+) -> None:
+    """Average fine-tunes of one model (a model soup), check it on the validation lines, write it."""
+    from ocr.checkpoint import ModelFileError
+    from ocr.corpus import DEFAULT_DATA
+    from ocr.train import export_average
+
+    data = data_dir or DEFAULT_DATA
+    _require_lines(data, cache)
+    try:
+        record = export_average(models, out, data, cache)
+    except (ModelFileError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(record))
+
+
 @app.command("train-lines")
 def train_lines(
     out: Annotated[Path, typer.Option("--out", help="The ONNX network to write (its JSON goes beside it).")] = Path(

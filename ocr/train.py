@@ -26,7 +26,7 @@ from torch import nn
 
 from ocr.augment import augment_line
 from ocr.charset import Charset
-from ocr.checkpoint import DEFAULT_MODEL, atomic_torch_save, save_model
+from ocr.checkpoint import DEFAULT_MODEL, atomic_torch_save, average_models, save_model
 from ocr.corpus import DEFAULT_DATA, SYNTHETIC, LineSample, load_line_cache, load_segmented_cache
 from ocr.inference import Recognizer, mixed_precision, to_tensor_batch, warn_if_slow_bf16
 from ocr.metrics import ErrorRates
@@ -464,3 +464,24 @@ def train(
             log.info("time budget of %.0f minutes reached: stopping (resume with the same command)", cfg.max_minutes)
             break
     return state
+
+
+def export_average(paths: Sequence[Path], out: Path, data_dir: Path, cache: Path) -> dict:
+    """Average model files (:func:`ocr.checkpoint.average_models`), validate the average, write it to ``out``.
+
+    Its version names the validation CER on seen hands, as a trained model's does;
+    its metadata names the models averaged. Returns the validation record.
+    """
+    model, charset, versions = average_models(list(paths))
+    samples = [s for s in load_line_cache(data_dir, cache) if s.split.startswith("val")]
+    if not samples:
+        raise ValueError(f"{cache}: no validation lines to check the average on")
+    rates = evaluate_lines(Recognizer(model, charset, "average", "cpu"), samples)
+    seen = rates.get("val-seen", rates["all"])
+    record = {
+        **{f"cer/{k}": round(v.cer, 4) for k, v in sorted(rates.items())},
+        "wer/val-seen": round(seen.wer, 4),
+    }
+    version = f"crnn-{date.today():%Y%m%d}-avg{len(versions)}-cer{seen.cer:.3f}"
+    save_model(out, model, charset, version, {"validation": record, "averaged": versions})
+    return {"version": version, **record}

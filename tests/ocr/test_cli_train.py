@@ -65,3 +65,36 @@ def test_train_with_segmented_crops_needs_their_cache_or_the_training_pages(tmp_
     assert out.returncode != 0 and "no lectaurep/train folder" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "seg.pkl").exists()
+
+
+def test_average_models_writes_a_validated_average(tmp_path):
+    import torch
+
+    from ocr.charset import Charset
+    from ocr.checkpoint import load_model, save_model
+    from ocr.model import CRNN, CRNNConfig
+
+    words = ["ab", "abc", "cab", "ba"]
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps([toy_line(w, "val-seen", i) for i, w in enumerate(words)]))
+    cs = Charset.build(words)
+    config = CRNNConfig(num_classes=len(cs), channels=(8, 16, 16, 16), lstm_hidden=16, lstm_layers=1)
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.pt")
+        save_model(paths[-1], CRNN(config), cs, f"toy-{seed}")
+    out_file = tmp_path / "out" / "avg.pt"
+    common = ["--out", str(out_file), "--cache", str(plain), "--data", str(tmp_path / "none")]
+    out = run("average-models", *map(str, paths), *common)
+    assert out.returncode == 0, out.stderr
+    record = json.loads(out.stdout)
+    assert record["version"].startswith("crnn-") and "-avg2-cer" in record["version"]
+    assert 0 <= record["cer/val-seen"]
+    _, _, version = load_model(out_file)
+    assert version == record["version"]
+    assert torch.load(out_file, weights_only=True)["averaged"] == ["toy-0", "toy-1"]
+    # One file is not an average: a clear error and nothing written.
+    bad = run("average-models", str(paths[0]), "--out", str(tmp_path / "one.pt"), *common[2:])
+    assert bad.returncode != 0 and "at least two" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "one.pt").exists()
