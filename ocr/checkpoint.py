@@ -50,17 +50,23 @@ class ModelFileError(ValueError):
     """A model file that is missing or not a registre recognizer."""
 
 
-def load_model(path: Path | str | None = None, device: str = "cpu") -> tuple[CRNN, Charset, str]:
-    """Return ``(model in eval mode, charset, version)`` from a model or training-checkpoint file."""
-    path = Path(path) if path else DEFAULT_MODEL
+def _read_model_file(path: Path, device: str = "cpu", missing_hint: str = "") -> dict:
+    """Return the stored dict of a model or training-checkpoint file; :class:`ModelFileError` when it is not one."""
     if not path.exists():
-        raise ModelFileError(f"{path}: no such model file (run `registre train` or pass --model)")
+        raise ModelFileError(f"{path}: no such model file{missing_hint}")
     try:
         data = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
         raise ModelFileError(f"{path}: not a readable model file ({exc})") from exc
     if not isinstance(data, dict) or "state_dict" not in data or "charset" not in data:
         raise ModelFileError(f"{path}: not a registre model file")
+    return data
+
+
+def load_model(path: Path | str | None = None, device: str = "cpu") -> tuple[CRNN, Charset, str]:
+    """Return ``(model in eval mode, charset, version)`` from a model or training-checkpoint file."""
+    path = Path(path) if path else DEFAULT_MODEL
+    data = _read_model_file(path, device, " (run `registre train` or pass --model)")
     model = CRNN(CRNNConfig.from_dict(data["config"]))
     model.load_state_dict(data["state_dict"])
     model.to(device).eval()
@@ -82,17 +88,7 @@ def average_models(paths: list[Path]) -> tuple[CRNN, Charset, list[str]]:
     """
     if len(paths) < 2:
         raise ModelFileError("averaging needs at least two model files")
-    loaded = []
-    for path in paths:
-        if not Path(path).exists():
-            raise ModelFileError(f"{path}: no such model file")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-            raise ModelFileError(f"{path}: not a readable model file ({exc})") from exc
-        if not isinstance(data, dict) or "state_dict" not in data or "charset" not in data:
-            raise ModelFileError(f"{path}: not a registre model file")
-        loaded.append(data)
+    loaded = [_read_model_file(Path(path)) for path in paths]
     first = loaded[0]
     for path, data in zip(paths[1:], loaded[1:], strict=True):
         if data["config"] != first["config"] or list(data["charset"]) != list(first["charset"]):

@@ -218,6 +218,19 @@ def evaluate_lines(recognizer: Recognizer, samples: Sequence[LineSample]) -> dic
     return dict(rates)
 
 
+def validation_record(rates: dict[str, ErrorRates]) -> dict[str, float]:
+    """Return the CER of every split and volume of :func:`evaluate_lines`, and the WER on seen hands."""
+    return {
+        **{f"cer/{k}": round(v.cer, 4) for k, v in sorted(rates.items())},
+        "wer/val-seen": round(rates.get("val-seen", rates["all"]).wer, 4),
+    }
+
+
+def model_version(tag: str, seen_cer: float) -> str:
+    """Return a recognizer's version: the day, what made it (``e3``: third epoch), its seen-hand CER."""
+    return f"crnn-{date.today():%Y%m%d}-{tag}-cer{seen_cer:.3f}"
+
+
 def resolve_device(name: str) -> str:
     """Return ``cuda`` when asked for ``auto`` and a GPU is present, else the name or ``cpu``."""
     if name == "auto":
@@ -423,8 +436,7 @@ def train(
             "lines_per_s": seen / max(train_s, 1e-6),
             "lr": opt.param_groups[0]["lr"],
             "minutes": (time.monotonic() - started) / 60,
-            **{f"cer/{k}": round(v.cer, 4) for k, v in sorted(rates.items())},
-            "wer/val-seen": round(rates.get("val-seen", rates["all"]).wer, 4),
+            **validation_record(rates),
         }
         state.history.append(record)
         log.info("epoch %d: %s", state.epoch, json.dumps(record))
@@ -432,7 +444,7 @@ def train(
             f.write(json.dumps(record) + "\n")
         state.epoch += 1
         state.seconds += time.monotonic() - epoch_started
-        version = f"crnn-{date.today():%Y%m%d}-e{state.epoch}-cer{seen_cer:.3f}"
+        version = model_version(f"e{state.epoch}", seen_cer)
         if seen_cer < state.best_cer:
             state.best_cer, state.best_epoch = seen_cer, state.epoch
             meta = {"validation": record, "train_config": cfg.to_dict()}
@@ -477,11 +489,7 @@ def export_average(paths: Sequence[Path], out: Path, data_dir: Path, cache: Path
     if not samples:
         raise ValueError(f"{cache}: no validation lines to check the average on")
     rates = evaluate_lines(Recognizer(model, charset, "average", "cpu"), samples)
-    seen = rates.get("val-seen", rates["all"])
-    record = {
-        **{f"cer/{k}": round(v.cer, 4) for k, v in sorted(rates.items())},
-        "wer/val-seen": round(seen.wer, 4),
-    }
-    version = f"crnn-{date.today():%Y%m%d}-avg{len(versions)}-cer{seen.cer:.3f}"
+    record = validation_record(rates)
+    version = model_version(f"avg{len(versions)}", rates.get("val-seen", rates["all"]).cer)
     save_model(out, model, charset, version, {"validation": record, "averaged": versions})
     return {"version": version, **record}
