@@ -128,8 +128,15 @@ def main() -> None:
     ap.add_argument("--segmenter", choices=("learned", "rules"), default="learned", help="line finder")
     ap.add_argument("--line-model", type=Path, default=DEFAULT_LINE_MODEL, help="the learned line finder's ONNX file")
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="recognizer weights (--cer, --crop-gap)")
+    defaults = SegmentationParams()
+    ap.add_argument("--band-threshold", type=float, default=defaults.band_threshold, help="learned: seed threshold")
+    ap.add_argument("--band-floor", type=float, default=defaults.band_floor, help="learned: faint lines' seeds")
     args = ap.parse_args()
-    params = SegmentationParams(line_model=str(args.line_model) if args.segmenter == "learned" else None)
+    params = SegmentationParams(
+        line_model=str(args.line_model) if args.segmenter == "learned" else None,
+        band_threshold=args.band_threshold,
+        band_floor=args.band_floor,
+    )
 
     machine = describe_machine()  # before pinning: it counts the cores this process may use
     where = pin_one_core()
@@ -189,7 +196,10 @@ def main() -> None:
     print()
     model = f" ({line_network(args.line_model).version})" if args.segmenter == "learned" else ""
     print(f"Segmentation benchmark — {machine}; timed on one core ({where}, cv2 1 thread)")
-    print(f"line finder: {args.segmenter}{model}")
+    seeds = f"; seeds: band > {params.band_threshold}" + (
+        f", else > {params.band_floor}" if params.band_floor is not None else ""
+    )
+    print(f"line finder: {args.segmenter}{model}{seeds if args.segmenter == 'learned' else ''}")
     print(f"IoU threshold {args.iou}; lines matched one-to-one (Hungarian)")
     print()
     print(f"| {'pages':38s} | {'pred':>5s} | {'gt':>5s} | {'matched':>7s} | {'precision':>9s} | {'recall':>6s} |")

@@ -94,20 +94,37 @@ def line_network(path: str | Path = DEFAULT_LINE_MODEL) -> LineNetwork:
         return _CACHE[key]
 
 
+def _band_seeds(band: np.ndarray, min_area: int) -> tuple[int, np.ndarray]:
+    """Return (count + 1, int32 labels) of the components of ``band`` with at least ``min_area`` pixels."""
+    n, seeds, stats, _ = cv2.connectedComponentsWithStats(band.astype(np.uint8), connectivity=8)
+    small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < min_area) + 1
+    if len(small):
+        seeds[np.isin(seeds, small)] = 0
+    return n, seeds
+
+
 def line_basins(
-    maps: LineMaps, band_threshold: float = 0.5, region_threshold: float = 0.5, min_area: int = 4
+    maps: LineMaps,
+    band_threshold: float = 0.5,
+    region_threshold: float = 0.5,
+    min_area: int = 4,
+    band_floor: float | None = None,
 ) -> np.ndarray:
     """Return an int32 label map (map pixels): 0 outside lines, ``k`` in the basin of line ``k`` (1-based).
 
     Seeds are the band's connected components of at least ``min_area`` pixels;
     each grows over the region (and its own band) by a watershed on the band
-    probability, highest first.
+    probability, highest first. With ``band_floor`` (below ``band_threshold``),
+    a component of the band above the floor that holds no seed is a seed too:
+    the high threshold splits lines the network joins, and a faint line it is
+    less sure of is still found.
     """
-    band = maps.band > band_threshold
-    n, seeds, stats, _ = cv2.connectedComponentsWithStats(band.astype(np.uint8), connectivity=8)
-    small = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] < min_area) + 1
-    if len(small):
-        seeds[np.isin(seeds, small)] = 0
+    n, seeds = _band_seeds(maps.band > band_threshold, min_area)
+    if band_floor is not None and band_floor < band_threshold:
+        _, low = _band_seeds(maps.band > band_floor, min_area)
+        seeded = np.unique(low[(seeds > 0) & (low > 0)])
+        faint = (low > 0) & ~np.isin(low, seeded)
+        seeds[faint] = low[faint] + n
     mask = (maps.region > region_threshold) | (seeds > 0)
     basins = watershed(-maps.band, markers=seeds, mask=mask)
     return basins.astype(np.int32)

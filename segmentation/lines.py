@@ -128,10 +128,13 @@ class SegmentationParams:
     learned_faint_ink: float = 1.0  # ... but a row with this much ink (spacing²) is left to the rules' tests
     learned_outline: bool = True  # a line's polygon is its basin's region, not its padded ink outline
     learned_clip: float | None = 2.0  # ... cut to its ink's box padded this many times the ink outline's pads
-    # Seeds: band components above this probability. 0.8 gave validation P/R 0.9396/0.9307 and an end-to-end
-    # gap of +2.78 points (against 0.9418/0.9271, +3.06), but found no line on a small downscaled register
-    # fragment (tests/reliability): kept at 0.7.
-    band_threshold: float = 0.7
+    # Seeds: band components above this probability, and components above ``band_floor`` that hold none (a
+    # faint line). 0.7 alone: validation P/R 0.9418/0.9271, training pages 1::4 0.9165/0.9391; 0.8 alone
+    # split more joined lines (0.9396/0.9307) but lost the only line of a small register fragment
+    # (tests/reliability); 0.8 over a 0.7 floor: 0.9406/0.9317, training 0.9322/0.9396 (floor 0.6 and
+    # threshold 0.85 / 0.9 within a line of it).
+    band_threshold: float = 0.8
+    band_floor: float | None = 0.7
     region_threshold: float = 0.5
     min_band_area: int = 4  # band components smaller than this (network pixels) seed no line
     min_line_pixels: int = 8  # lines with less ink than this (working pixels) are dropped
@@ -815,7 +818,9 @@ def _learned_rows(
     column rules it does not run across.
     """
     maps = line_network(params.line_model).predict(levelled, work_scale)
-    basins = line_basins(maps, params.band_threshold, params.region_threshold, params.min_band_area)
+    basins = line_basins(
+        maps, params.band_threshold, params.region_threshold, params.min_band_area, params.band_floor
+    )
     boxes = find_objects(basins)
     mh, mw = basins.shape
     ys, xs = np.nonzero(text)
@@ -827,12 +832,10 @@ def _learned_rows(
     keep = keep[np.argsort(labels[keep], kind="stable")]
     ys, xs, my, mx, labels = ys[keep], xs[keep], my[keep], mx[keep], labels[keep]
     # The row's y for reading order and its table row: the middle of its band.
-    band = (maps.band > params.band_threshold) & (basins > 0)
-    by, _ = np.nonzero(band)
-    band_lab = basins[band]
-    ridge = np.bincount(band_lab, weights=by, minlength=basins.max() + 1) / np.maximum(
-        np.bincount(band_lab, minlength=basins.max() + 1), 1
-    )
+    ridge = _band_middles(maps.band, basins, params.band_threshold)
+    if params.band_floor is not None:  # a faint line's seed: its band above the floor
+        faint = _band_middles(maps.band, basins, params.band_floor)
+        ridge = np.where(np.isnan(ridge), faint, ridge)
     rows = []
     bounds = np.flatnonzero(np.diff(labels)) + 1
     for start, end in zip(np.r_[0, bounds], np.r_[bounds, len(labels)], strict=True):
@@ -856,6 +859,17 @@ def _learned_rows(
                 row.outline = _basin_outline(basins, maps, k, boxes[k - 1], row, params, spacing, len(parts) > 1)
             rows.append(row)
     return rows
+
+
+def _band_middles(band: np.ndarray, basins: np.ndarray, threshold: float) -> np.ndarray:
+    """Return the mean map row of each basin's band above ``threshold`` (index = label; NaN where none)."""
+    inside = (band > threshold) & (basins > 0)
+    by, _ = np.nonzero(inside)
+    labels = basins[inside]
+    size = basins.max() + 1
+    count = np.bincount(labels, minlength=size).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.bincount(labels, weights=by, minlength=size) / count
 
 
 def _basin_outline(

@@ -33,6 +33,24 @@ def test_each_band_seeds_one_line_that_owns_the_region_around_it():
     assert basins[50, 75] == 0 and basins[5, 40] == 0  # outside the region: no line's
 
 
+def test_a_faint_line_seeds_below_the_threshold_only_where_no_strong_seed_is():
+    band = np.zeros((60, 80), np.float32)
+    band[16:19, 10:70] = 0.95  # two strong lines the network joins at 0.75 ...
+    band[19:22, 10:70] = 0.75
+    band[22:25, 10:70] = 0.95
+    band[45:48, 10:70] = 0.75  # ... and a faint line on its own
+    region = np.zeros_like(band)
+    region[8:56, 8:72] = 0.9
+    maps = LineMaps(band, region, 1.0)
+    high = line_basins(maps, band_threshold=0.8, min_area=4)
+    assert len(np.unique(high[high > 0])) == 2 and high[46, 40] == high[23, 40]  # the faint line is lost
+    both = line_basins(maps, band_threshold=0.8, min_area=4, band_floor=0.7)
+    lines = {int(both[17, 40]), int(both[23, 40]), int(both[46, 40])}
+    assert len(lines) == 3 and 0 not in lines  # the joined pair split, the faint line found
+    low = line_basins(maps, band_threshold=0.7, min_area=4)
+    assert low[17, 40] == low[23, 40]  # at the floor alone the pair is one line
+
+
 def test_no_band_means_no_line():
     empty = np.zeros((32, 32), np.float32)
     assert not line_basins(LineMaps(empty, empty + 0.9, 1.0)).any()
