@@ -818,9 +818,7 @@ def _learned_rows(
     column rules it does not run across.
     """
     maps = line_network(params.line_model).predict(levelled, work_scale)
-    basins = line_basins(
-        maps, params.band_threshold, params.region_threshold, params.min_band_area, params.band_floor
-    )
+    basins = line_basins(maps, params.band_threshold, params.region_threshold, params.min_band_area, params.band_floor)
     boxes = find_objects(basins)
     mh, mw = basins.shape
     ys, xs = np.nonzero(text)
