@@ -129,10 +129,10 @@ class SegmentationParams:
     learned_outline: bool = True  # a line's polygon is its basin's region, not its padded ink outline
     learned_clip: float | None = 2.0  # ... cut to its ink's box padded this many times the ink outline's pads
     # Seeds: band components above this probability, and components above ``band_floor`` that hold none (a
-    # faint line). 0.7 alone: validation P/R 0.9418/0.9271, training pages 1::4 0.9165/0.9391; 0.8 alone
+    # faint line). 0.7 alone: validation P/R 0.9418/0.9271, training pages 1::4 0.9339/0.9391; 0.8 alone
     # split more joined lines (0.9396/0.9307) but lost the only line of a small register fragment
-    # (tests/reliability); 0.8 over a 0.7 floor: 0.9406/0.9317, training 0.9322/0.9396 (floor 0.6 and
-    # threshold 0.85 / 0.9 within a line of it).
+    # (tests/reliability); 0.8 over a 0.7 floor: 0.9406/0.9317 (end-to-end gap +3.06 -> +2.40 points),
+    # training 0.9319/0.9396 (floor 0.6 and threshold 0.85 / 0.9 within a line of it on both).
     band_threshold: float = 0.8
     band_floor: float | None = 0.7
     region_threshold: float = 0.5
