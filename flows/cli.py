@@ -393,6 +393,10 @@ def train_lines(
         Path | None, typer.Option("--init-from", help="Continue from these weights (the .pt beside an ONNX file).")
     ] = None,
     workers: Annotated[int, typer.Option(min=0, help="Processes that cut and augment crops (0: none).")] = 0,
+    zoom_out_share: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of crops drawn zoomed out 0.35-0.8x (for low-resolution scans)."),
+    ] = 0.0,
 ) -> None:
     """Train the learned line finder on the training pages (never the validation pages) and export it to ONNX."""
     _logging(True)
@@ -431,6 +435,7 @@ def train_lines(
         device=device,
         init_from=str(init_from) if init_from else None,
         workers=workers,
+        zoom_out_share=zoom_out_share,
     )
     try:
         summary = train_line_finder(out, config, data, pages=packed)

@@ -197,10 +197,21 @@ def load_packed_line_pages(path: Path) -> tuple[float, list[LinePage]]:
     return float(data["scale"]), pages
 
 
-def augment_crop(page: LinePage, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Return a random ``size``² crop of a page (float input, uint8 targets) under rotation, scale and tone changes."""
+#: Zoom range of the crops drawn "zoomed out" (``LineTrainConfig.zoom_out_share``): pages scanned at a
+#: half or a third of the usual resolution, whose lines the network must still find.
+ZOOM_OUT = (0.35, 0.8)
+
+
+def augment_crop(
+    page: LinePage, size: int, rng: np.random.Generator, zoom_out_share: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return a random ``size``² crop of a page (float input, uint8 targets) under rotation, scale and tone changes.
+
+    A share ``zoom_out_share`` of the crops is drawn at a zoom in :data:`ZOOM_OUT` instead of 0.8–1.25.
+    """
     h, w = page.gray.shape
-    scale = float(np.exp(rng.uniform(math.log(0.8), math.log(1.25))))
+    lo, hi = ZOOM_OUT if rng.random() < zoom_out_share else (0.8, 1.25)
+    scale = float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
     angle = float(rng.uniform(-2.0, 2.0))
     cx = rng.uniform(0, w)
     cy = rng.uniform(0, h)
@@ -238,26 +249,35 @@ class LineTrainConfig:
     init_from: str | None = None  # start from these weights (the .pt written beside an ONNX file)
     export_every: int = 500  # steps between exports of the network so far (0: only at the end)
     workers: int = 0  # processes that cut and augment the crops (a GPU outruns one CPU core); 0: in this one
+    zoom_out_share: float = 0.0  # share of the crops drawn zoomed out (ZOOM_OUT), for low-resolution scans
 
 
 class _CropBatches(torch.utils.data.IterableDataset):
     """An endless stream of augmented (input, target) crop batches, drawn with a seed per worker process."""
 
-    def __init__(self, pages: list[LinePage], weights: np.ndarray, size: int, batch: int, seed: int) -> None:
+    def __init__(
+        self, pages: list[LinePage], weights: np.ndarray, size: int, batch: int, seed: int, zoom_out: float
+    ) -> None:
         self.pages, self.weights, self.size, self.batch, self.seed = pages, weights, size, batch, seed
+        self.zoom_out = zoom_out
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         while True:
-            yield _crop_batch(self.pages, self.weights, self.size, self.batch, rng)
+            yield _crop_batch(self.pages, self.weights, self.size, self.batch, rng, self.zoom_out)
 
 
 def _crop_batch(
-    pages: list[LinePage], weights: np.ndarray, size: int, batch: int, rng: np.random.Generator
+    pages: list[LinePage],
+    weights: np.ndarray,
+    size: int,
+    batch: int,
+    rng: np.random.Generator,
+    zoom_out_share: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``batch`` augmented crops of pages drawn with probabilities ``weights``: (N,1,S,S) float, (N,2,S,S)."""
-    crops = [augment_crop(pages[i], size, rng) for i in rng.choice(len(pages), batch, p=weights)]
+    crops = [augment_crop(pages[i], size, rng, zoom_out_share) for i in rng.choice(len(pages), batch, p=weights)]
     x = torch.from_numpy(np.stack([c[0] for c in crops])[:, None])
     y = torch.from_numpy(np.stack([c[1] for c in crops]))
     return x, y
@@ -299,7 +319,7 @@ def train_line_finder(
     if cfg.workers:
         cv2.setNumThreads(1)  # a forked worker must not inherit OpenCV's live thread pool (see ocr.train)
         loader = torch.utils.data.DataLoader(
-            _CropBatches(pages, weights, cfg.crop, cfg.batch_size, cfg.seed),
+            _CropBatches(pages, weights, cfg.crop, cfg.batch_size, cfg.seed, cfg.zoom_out_share),
             batch_size=None,
             num_workers=cfg.workers,
             prefetch_factor=4,
@@ -309,7 +329,10 @@ def train_line_finder(
     t0, running = time.perf_counter(), 0.0
     net.train()
     for step in range(cfg.steps):
-        x, y = next(stream) if stream is not None else _crop_batch(pages, weights, cfg.crop, cfg.batch_size, rng)
+        if stream is not None:
+            x, y = next(stream)
+        else:
+            x, y = _crop_batch(pages, weights, cfg.crop, cfg.batch_size, rng, cfg.zoom_out_share)
         x, y = x.to(device, non_blocking=True), y.float().to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             logits = net(x)

@@ -14,9 +14,11 @@ import torch
 from ocr.groundtruth import GroundTruthLine, GroundTruthPage
 from ocr.linefinder import (
     NET_SCALE,
+    ZOOM_OUT,
     LineNet,
     LinePage,
     LineTrainConfig,
+    augment_crop,
     export_onnx,
     line_targets,
     load_line_pages,
@@ -71,6 +73,26 @@ def toy_pages() -> list[LinePage]:
         gt = GroundTruthPage(Path(f"p{k}.xml"), None, int(192 / NET_SCALE), int(160 / NET_SCALE), lines)
         pages.append(LinePage(f"p{k}", gray, line_targets(gt, gray.shape)))
     return pages
+
+
+def test_zoomed_out_crops_hold_the_lines_of_a_low_resolution_scan():
+    page = toy_pages()[0]
+    rng = np.random.default_rng(1)
+
+    def line_height(share: float) -> float:
+        """The median height (network pixels) of the target regions' columns over many crops."""
+        heights = []
+        for _ in range(40):
+            _, tgt = augment_crop(page, 64, rng, zoom_out_share=share)
+            region = tgt[1].astype(np.uint8)
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(region)
+            heights += [stats[i, cv2.CC_STAT_HEIGHT] for i in range(1, n) if stats[i, cv2.CC_STAT_WIDTH] > 8]
+        return float(np.median(heights))
+
+    usual, zoomed = line_height(0.0), line_height(1.0)
+    # Regions are 18 px tall at zoom 1: 0.8-1.25x usually, ZOOM_OUT (0.35-0.8x) when zoomed out.
+    assert 0.8 * 18 - 2 <= usual <= 1.25 * 18 + 2
+    assert ZOOM_OUT[0] * 18 - 2 <= zoomed <= ZOOM_OUT[1] * 18 and zoomed < 0.75 * usual
 
 
 def test_training_steps_export_an_onnx_network_that_opencv_runs_like_torch(tmp_path):
