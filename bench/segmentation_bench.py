@@ -1,7 +1,7 @@
 """Segmentation benchmark: line precision/recall (IoU ≥ 0.5) on the validation pages and ms per page on one core.
 
 Usage: python bench/segmentation_bench.py [--segmenter learned|rules] [--line-model F] [--model F]
-                                         [--quick] [--train] [--cer] [--crop-gap]
+                                         [--quick] [--train] [--cer] [--crop-gap] [--zoom Z]
 
 ``--segmenter`` picks the line finder: ``learned`` (the U-Net of
 ``models/registre-lines.onnx``, trained on the training pages only; the
@@ -11,7 +11,9 @@ Pages are the LECTAUREP pages whose ``ocr.corpus.split_of`` is not ``train``;
 ``--train`` also scores every fourth training page (the pages the segmentation's
 constants were tuned on), ``--cer`` adds end-to-end CER (recognizer on the
 predicted lines, unmatched text counted as insertions/deletions) next to the
-recognition-only CER on the ground-truth lines, greedy decoding.
+recognition-only CER on the ground-truth lines, greedy decoding. ``--zoom 0.5``
+scores the pages as if scanned at half the resolution (pixels and ground-truth
+polygons scaled; precision and recall only).
 
 The process pins itself to one CPU core and one OpenCV thread before timing.
 """
@@ -117,6 +119,15 @@ def crop_gap(matched: list[tuple[str, np.ndarray, np.ndarray]], model: Path) -> 
     return gt_rates, own_rates
 
 
+def zoomed(data: bytes, polygons: list, zoom: float) -> tuple[bytes, list]:
+    """Return a page's image rescaled by ``zoom`` (PNG bytes) and its ground-truth polygons scaled with it."""
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    small = cv2.resize(gray, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", small)
+    assert ok
+    return png.tobytes(), [[(x * zoom, y * zoom) for x, y in poly] for poly in polygons]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA / "lectaurep" / "train")
@@ -125,6 +136,7 @@ def main() -> None:
     ap.add_argument("--cer", action="store_true", help="also end-to-end CER with the recognizer (slow)")
     ap.add_argument("--crop-gap", action="store_true", help="CER of matched lines: our crops against GT crops")
     ap.add_argument("--iou", type=float, default=0.5)
+    ap.add_argument("--zoom", type=float, default=1.0, help="rescale pages and ground truth (a lower-resolution scan)")
     ap.add_argument("--segmenter", choices=("learned", "rules"), default="learned", help="line finder")
     ap.add_argument("--line-model", type=Path, default=DEFAULT_LINE_MODEL, help="the learned line finder's ONNX file")
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="recognizer weights (--cer, --crop-gap)")
@@ -132,6 +144,8 @@ def main() -> None:
     ap.add_argument("--band-threshold", type=float, default=defaults.band_threshold, help="learned: seed threshold")
     ap.add_argument("--band-floor", type=float, default=defaults.band_floor, help="learned: faint lines' seeds")
     args = ap.parse_args()
+    if args.zoom != 1.0 and (args.cer or args.crop_gap):
+        ap.error("--zoom scores precision and recall only (not with --cer or --crop-gap)")
     params = SegmentationParams(
         line_model=str(args.line_model) if args.segmenter == "learned" else None,
         band_threshold=args.band_threshold,
@@ -156,12 +170,15 @@ def main() -> None:
         if gt.image_path is None:
             continue
         data = gt.image_path.read_bytes()
+        gt_polygons = [ln.polygon for ln in gt.lines]
+        if args.zoom != 1.0:
+            data, gt_polygons = zoomed(data, gt_polygons, args.zoom)
         t0 = time.perf_counter()
         page = load_page(data, gt.image_path.name)
         t1 = time.perf_counter()
         seg = segment_page(page, params)
         t2 = time.perf_counter()
-        pairs = match_lines([ln.polygon for ln in seg.lines], [ln.polygon for ln in gt.lines], args.iou)
+        pairs = match_lines([ln.polygon for ln in seg.lines], gt_polygons, args.iou)
         c = count_matches(pairs)
         if args.crop_gap and kind == "val":
             for p, g in pairs:
@@ -185,7 +202,7 @@ def main() -> None:
             f"P {c.precision:.3f} R {c.recall:.3f} angle {seg.angle:+.2f}° {1000 * (t2 - t1):6.0f} ms",
             flush=True,
         )
-    if not args.quick:
+    if not args.quick and args.zoom == 1.0:
         # A second timing pass over the same pages, warm: report the faster of the two.
         for i, (xml, _) in enumerate(p for p in pages if p[1] == "val"):
             page = load_page(read_alto(xml).image_path.read_bytes())
@@ -201,6 +218,8 @@ def main() -> None:
     )
     print(f"line finder: {args.segmenter}{model}{seeds if args.segmenter == 'learned' else ''}")
     print(f"IoU threshold {args.iou}; lines matched one-to-one (Hungarian)")
+    if args.zoom != 1.0:
+        print(f"pages and ground truth rescaled by {args.zoom} (as if scanned at {args.zoom:g}x the resolution)")
     print()
     print(f"| {'pages':38s} | {'pred':>5s} | {'gt':>5s} | {'matched':>7s} | {'precision':>9s} | {'recall':>6s} |")
     print(f"|{'-' * 40}|{'-' * 7}|{'-' * 7}|{'-' * 9}|{'-' * 11}|{'-' * 8}|")
