@@ -27,6 +27,7 @@ The segmenter seeds one line per band component and grows it over the region
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -353,9 +354,7 @@ def train_line_finder(
                 running,
                 (time.perf_counter() - t0) / (step + 1),
             )
-    summary = _summary(cfg, len(pages), cfg.steps, running, t0, base)
-    export_onnx(net, out, summary)
-    return summary
+    return export_onnx(net, out, _summary(cfg, len(pages), cfg.steps, running, t0, base))
 
 
 def _base_record(weights: str | Path) -> dict:
@@ -400,10 +399,12 @@ def load_line_weights(path: str | Path) -> LineNet:
     return net
 
 
-def export_onnx(net: LineNet, out: Path, summary: dict) -> None:
+def export_onnx(net: LineNet, out: Path, summary: dict) -> dict:
     """Write ``net`` as ONNX (any input height and width), its summary as JSON and its weights as .pt beside it.
 
-    Each file is written atomically. The ``.pt`` (torch weights) is what
+    Return the summary written: its version ends with the first 6 hex digits of
+    the ONNX file's SHA-256, so two runs of as many steps from the same network
+    on the same day still get distinct versions. Each file is written atomically. The ``.pt`` (torch weights) is what
     ``registre train-lines --init-from`` continues from; the segmenter reads
     only the ONNX file and its JSON.
     """
@@ -429,8 +430,11 @@ def export_onnx(net: LineNet, out: Path, summary: dict) -> None:
             dynamic_axes={"page": {2: "height", 3: "width"}, "maps": {2: "height", 3: "width"}},
             opset_version=13,
         )
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:6]
+    summary = {**summary, "version": f"{summary['version']}-{digest}"}
     tmp.replace(out)
     meta = out.with_suffix(".json")
     meta_tmp = meta.with_name(meta.name + ".tmp")
     meta_tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     meta_tmp.replace(meta)
+    return summary

@@ -1,6 +1,8 @@
 """The learned line finder's training side: targets, a few real training steps, the ONNX export OpenCV runs."""
 
+import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -102,6 +104,9 @@ def test_training_steps_export_an_onnx_network_that_opencv_runs_like_torch(tmp_p
     assert out.exists() and out.with_suffix(".json").exists()
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["scale"] == NET_SCALE and meta["steps"] == 6 and meta["version"] == summary["version"]
+    # The version names the day, the steps and the network itself (the ONNX file's digest).
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()[:6]
+    assert re.fullmatch(rf"lines-\d{{8}}-s6-{digest}", summary["version"]), summary["version"]
     assert not list(tmp_path.glob("*.tmp"))
     assert out.with_suffix(".pt").exists()  # the torch weights, to continue from
 
@@ -145,8 +150,8 @@ def test_training_continues_from_the_weights_an_export_wrote(tmp_path):
     assert summary["config"]["channels"] == [4, 8, 8, 8, 8]
     # Its version counts the steps of both runs and names the one it continued.
     first_version = json.loads(first.with_suffix(".json").read_text())["version"]
-    assert summary["total_steps"] == 3 and summary["version"].endswith("-s3")
-    assert summary["continued_from"] == first_version and first_version.endswith("-s2")
+    assert summary["total_steps"] == 3 and re.fullmatch(r"lines-\d{8}-s3-[0-9a-f]{6}", summary["version"])
+    assert summary["continued_from"] == first_version and re.fullmatch(r"lines-\d{8}-s2-[0-9a-f]{6}", first_version)
     end = load_line_weights(second.with_suffix(".pt"))
     for (name, a), b in zip(start.state_dict().items(), end.state_dict().values(), strict=True):
         if "running" not in name and "num_batches" not in name:  # BatchNorm statistics move in train mode
