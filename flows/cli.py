@@ -396,7 +396,7 @@ def train_lines(
     zoom_out_share: Annotated[
         float,
         typer.Option(min=0.0, max=1.0, help="Share of crops drawn zoomed out 0.35-0.8x (for low-resolution scans)."),
-    ] = 0.0,
+    ] = 0.25,
 ) -> None:
     """Train the learned line finder on the training pages (never the validation pages) and export it to ONNX."""
     _logging(True)

@@ -250,7 +250,7 @@ class LineTrainConfig:
     init_from: str | None = None  # start from these weights (the .pt written beside an ONNX file)
     export_every: int = 500  # steps between exports of the network so far (0: only at the end)
     workers: int = 0  # processes that cut and augment the crops (a GPU outruns one CPU core); 0: in this one
-    zoom_out_share: float = 0.0  # share of the crops drawn zoomed out (ZOOM_OUT), for low-resolution scans
+    zoom_out_share: float = 0.25  # share of the crops drawn zoomed out (ZOOM_OUT), for low-resolution scans
 
 
 class _CropBatches(torch.utils.data.IterableDataset):
