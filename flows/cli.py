@@ -189,7 +189,9 @@ def train(
     ] = None,
     budget_minutes: Annotated[
         float | None,
-        typer.Option(help="A fixed training time: --cosine decays over it (or --epochs, if sooner), then stop."),
+        typer.Option(
+            help="A fixed training time: --cosine decays over it (or --epochs if sooner); stops at its epoch's end."
+        ),
     ] = None,
     cache: Annotated[
         Path, typer.Option("--cache", help="Line-crop cache, plain or packed by `registre pack-lines`.")
