@@ -198,8 +198,10 @@ def load_packed_line_pages(path: Path) -> tuple[float, list[LinePage]]:
     return float(data["scale"]), pages
 
 
-#: Zoom range of the crops drawn "zoomed out" (``LineTrainConfig.zoom_out_share``): pages scanned at a
-#: half or a third of the usual resolution, whose lines the network must still find.
+#: Zoom range of the training crops: most at about the scale of the training scans ...
+ZOOM = (0.8, 1.25)
+#: ... and a share (``LineTrainConfig.zoom_out_share``) "zoomed out": pages scanned at a half or a third
+#: of the usual resolution, whose lines the network must still find.
 ZOOM_OUT = (0.35, 0.8)
 
 
@@ -208,10 +210,10 @@ def augment_crop(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return a random ``size``² crop of a page (float input, uint8 targets) under rotation, scale and tone changes.
 
-    A share ``zoom_out_share`` of the crops is drawn at a zoom in :data:`ZOOM_OUT` instead of 0.8–1.25.
+    A share ``zoom_out_share`` of the crops is drawn at a zoom in :data:`ZOOM_OUT` instead of :data:`ZOOM`.
     """
     h, w = page.gray.shape
-    lo, hi = ZOOM_OUT if rng.random() < zoom_out_share else (0.8, 1.25)
+    lo, hi = ZOOM_OUT if rng.random() < zoom_out_share else ZOOM
     scale = float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
     angle = float(rng.uniform(-2.0, 2.0))
     cx = rng.uniform(0, w)
@@ -257,16 +259,16 @@ class _CropBatches(torch.utils.data.IterableDataset):
     """An endless stream of augmented (input, target) crop batches, drawn with a seed per worker process."""
 
     def __init__(
-        self, pages: list[LinePage], weights: np.ndarray, size: int, batch: int, seed: int, zoom_out: float
+        self, pages: list[LinePage], weights: np.ndarray, size: int, batch: int, seed: int, zoom_out_share: float
     ) -> None:
         self.pages, self.weights, self.size, self.batch, self.seed = pages, weights, size, batch, seed
-        self.zoom_out = zoom_out
+        self.zoom_out_share = zoom_out_share
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         while True:
-            yield _crop_batch(self.pages, self.weights, self.size, self.batch, rng, self.zoom_out)
+            yield _crop_batch(self.pages, self.weights, self.size, self.batch, rng, self.zoom_out_share)
 
 
 def _crop_batch(
@@ -275,7 +277,7 @@ def _crop_batch(
     size: int,
     batch: int,
     rng: np.random.Generator,
-    zoom_out_share: float = 0.0,
+    zoom_out_share: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``batch`` augmented crops of pages drawn with probabilities ``weights``: (N,1,S,S) float, (N,2,S,S)."""
     crops = [augment_crop(pages[i], size, rng, zoom_out_share) for i in rng.choice(len(pages), batch, p=weights)]
@@ -404,9 +406,10 @@ def export_onnx(net: LineNet, out: Path, summary: dict) -> dict:
 
     Return the summary written: its version ends with the first 6 hex digits of
     the ONNX file's SHA-256, so two runs of as many steps from the same network
-    on the same day still get distinct versions. Each file is written atomically. The ``.pt`` (torch weights) is what
-    ``registre train-lines --init-from`` continues from; the segmenter reads
-    only the ONNX file and its JSON.
+    on the same day still get distinct versions. Each file is written
+    atomically. The ``.pt`` (torch weights) is what ``registre train-lines
+    --init-from`` continues from; the segmenter reads only the ONNX file and
+    its JSON.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ import torch
 from ocr.groundtruth import GroundTruthLine, GroundTruthPage
 from ocr.linefinder import (
     NET_SCALE,
+    ZOOM,
     ZOOM_OUT,
     LineNet,
     LinePage,
@@ -92,8 +93,8 @@ def test_zoomed_out_crops_hold_the_lines_of_a_low_resolution_scan():
         return float(np.median(heights))
 
     usual, zoomed = line_height(0.0), line_height(1.0)
-    # Regions are 18 px tall at zoom 1: 0.8-1.25x usually, ZOOM_OUT (0.35-0.8x) when zoomed out.
-    assert 0.8 * 18 - 2 <= usual <= 1.25 * 18 + 2
+    # Regions are 18 px tall at zoom 1: ZOOM (0.8-1.25x) usually, ZOOM_OUT (0.35-0.8x) when zoomed out.
+    assert ZOOM == (0.8, 1.25) and ZOOM[0] * 18 - 2 <= usual <= ZOOM[1] * 18 + 2
     assert ZOOM_OUT[0] * 18 - 2 <= zoomed <= ZOOM_OUT[1] * 18 and zoomed < 0.75 * usual
 
 
