@@ -1,7 +1,14 @@
 import cv2
 import numpy as np
+from skimage.filters import threshold_sauvola
 
-from segmentation.binarize import binarize_otsu, binarize_sauvola, normalize_background, paper_mask
+from segmentation.binarize import (
+    binarize_otsu,
+    binarize_sauvola,
+    normalize_background,
+    paper_mask,
+    threshold_sauvola_box,
+)
 
 
 def uneven_page() -> tuple[np.ndarray, np.ndarray]:
@@ -55,3 +62,13 @@ def test_paper_mask_drops_the_scanner_background():
     # Dark writing inside the page is not background.
     gray[200:260, 200:300] = 20
     assert paper_mask(gray)[230, 250]
+
+
+def test_box_filter_sauvola_matches_scikit_image():
+    rng = np.random.default_rng(3)
+    gray = cv2.GaussianBlur((rng.random((240, 310)) * 255).astype(np.uint8), (5, 5), 2)
+    for window, k in ((15, 0.2), (27, 0.34)):
+        ours = threshold_sauvola_box(gray, window, k)
+        ref = threshold_sauvola(gray, window_size=window, k=k)
+        assert ours.dtype == np.float32 and ours.shape == gray.shape
+        assert np.abs(ours - ref).max() < 1e-3  # borders included
