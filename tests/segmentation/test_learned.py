@@ -196,7 +196,8 @@ def test_header_words_under_a_stamp_are_kept_when_the_network_is_sure_of_them():
     # printed header ("N.os", "Dates", "des", "Actes."). The stamp filter drops
     # rows inside a stamp (its own lettering is no line), but the network,
     # trained on lines without that lettering, is sure of the header's words.
-    xml = Path(__file__).resolve().parents[3] / "shared" / "data" / "lectaurep" / "train" / "riant-4" / "DAFANCH96_048MIC06490_L-1.xml"
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data"
+    xml = shared / "lectaurep" / "train" / "riant-4" / "DAFANCH96_048MIC06490_L-1.xml"
     gt = read_alto(xml)
     page = load_page_file(gt.image_path)
     header = [ln.polygon for ln in gt.lines if ln.text in ("Dates", "du", "des", "Actes.")]
