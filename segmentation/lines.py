@@ -167,6 +167,15 @@ class _RowInk:
     def __post_init__(self) -> None:
         self.x0, self.x1 = int(self.xs.min()), int(self.xs.max())
 
+    def network_sure(self, limits: tuple[float, float] | None) -> bool:
+        """Return whether the learned finder's band and region probabilities over this row reach ``limits``."""
+        return (
+            limits is not None
+            and self.band_q90 is not None
+            and self.band_q90 >= limits[0]
+            and self.region_mean >= limits[1]
+        )
+
 
 @dataclass
 class PageRows:
@@ -615,8 +624,7 @@ def _looks_like_text(
     (a flourished name is taller than any rule-based row may be).
     """
     big = enough_ink is not None and len(row.xs) >= enough_ink * spacing * spacing
-    sure_band, sure_region = params.learned_sure
-    sure = row.band_q90 is not None and row.band_q90 >= sure_band and row.region_mean >= sure_region
+    sure = row.network_sure(params.learned_sure)
     if not (big or sure or _sized_like_text(row, spacing, params, typical) or _is_ditto(row, spacing, params)):
         return False
     paper, writing = tones
@@ -971,18 +979,14 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
         if learned:
             faint = params.learned_faint_ink * spacing * spacing
             rows = [r for r in rows if r.band_q90 >= params.learned_min_band or len(r.xs) >= faint]
-
-    def spared(r: _RowInk) -> bool:
-        return (
-            params.stamp_spare is not None
-            and r.band_q90 is not None
-            and r.band_q90 >= params.stamp_spare[0]
-            and r.region_mean >= params.stamp_spare[1]
-        )
-
     for cx, cy, radius in find_stamps(ink, spacing, params.stamp_radius):
         reach = radius + 0.2 * spacing
-        rows = [r for r in rows if spared(r) or (np.hypot(r.xs - cx, r.ys - cy) < reach).mean() < params.stamp_share]
+        rows = [
+            r
+            for r in rows
+            if r.network_sure(params.stamp_spare)
+            or (np.hypot(r.xs - cx, r.ys - cy) < reach).mean() < params.stamp_share
+        ]
     return PageRows(tf, float(angle), levelled, ink, text, ruling, grid, spacing, rows)
 
 

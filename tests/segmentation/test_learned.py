@@ -208,5 +208,5 @@ def test_header_words_under_a_stamp_are_kept_when_the_network_is_sure_of_them():
         m = iou_matrix([ln.polygon for ln in seg.lines], header)
         return int((m.max(axis=0) >= 0.3).sum())
 
-    assert overlapping(LEARNED) >= 3  # measured 3 (IoU 0.34, 0.47, 0.56, 0.42)
+    assert overlapping(LEARNED) >= 3  # measured 4 (IoU 0.34, 0.47, 0.56, 0.42)
     assert overlapping(replace(LEARNED, stamp_spare=None)) == 0
