@@ -12,8 +12,11 @@ from scipy.ndimage import find_objects
 from ocr.groundtruth import read_alto
 from segmentation.evaluate import count_matches, iou_matrix, match_lines
 from segmentation.learned import DEFAULT_LINE_MODEL, LineMaps, line_basins, line_network
-from segmentation.lines import SegmentationParams, _basin_outline, _looks_like_text, _RowInk, segment_page
+from segmentation.learned_rows import _basin_outline
+from segmentation.lines import SegmentationParams, segment_page
 from segmentation.loading import load_page_file
+from segmentation.rows import _RowInk
+from segmentation.text_filters import _looks_like_text
 
 LEARNED = SegmentationParams(line_model=str(DEFAULT_LINE_MODEL))
 

@@ -6,20 +6,12 @@ from drawn_pages import SPACING, DrawnPage, draw_register, rotate_page
 from ocr.groundtruth import read_alto
 from segmentation.crop import LINE_HEIGHT, crop_line
 from segmentation.evaluate import count_matches, match_lines
-from segmentation.lines import (
-    SegmentationParams,
-    _cells,
-    _is_ditto,
-    _RowInk,
-    _split_stacked,
-    estimate_line_spacing,
-    find_rows,
-    find_stamps,
-    paper_tone,
-    segment_page,
-)
+from segmentation.lines import SegmentationParams, estimate_line_spacing, find_rows, segment_page
 from segmentation.loading import load_page_file
+from segmentation.rows import _RowInk
+from segmentation.rule_rows import _cells, _split_stacked
 from segmentation.rules import Rule, Ruling
+from segmentation.text_filters import _is_ditto, find_stamps, paper_tone
 from segmentation.types import PageImage, PageSegmentation
 
 
