@@ -1,8 +1,10 @@
 """The Prefect flow ``digitize-archive``: page scans under SRC to records and a manifest under DST.
 
-DAG: list page keys (a task, retried on transient storage errors) → plan
+DAG: take the destination's lease (:mod:`flows.lease`: one run per DST) → list
+page keys and their sizes (a task, retried on transient storage errors) → plan
 against ``DST/manifest.jsonl`` (skip pages done by the same model) → chunks of
-``chunk_size`` pages, each one ``digitize-chunk`` task run that loads,
+about equal work (bytes of the source objects, :func:`plan_chunks`; about
+``chunk_size`` pages each), each one ``digitize-chunk`` task run that loads,
 validates, segments and crops its pages, recognizes all their lines in one
 batched call, decodes them, writes the records and then the chunk's manifest
 part (:func:`flows.pipeline.run_chunk`). Tasks get keys and return small
@@ -16,7 +18,16 @@ into running totals and dropped. As chunks finish, the flow updates a progress
 artifact and the terminal listeners (the CLI's rich bar); at the end it merges
 the manifest and publishes a table of pages and a markdown summary.
 
-With no ``PREFECT_API_URL``, Prefect runs the flow on a temporary local server.
+Failed pages and chunk retries are logged through Prefect's run logger at
+WARNING (page id, source key, reason), so the run's logs filtered by level
+find them; a chunk with failed pages says so in its state's message, and the
+flow's final message counts failures by kind. SIGTERM or SIGINT stops the run
+cleanly (:func:`stop_on_signals`): no new chunk, chunks in flight end at the
+next page, the manifest parts written are merged, pages not written stay to
+do, and the run ends Cancelled.
+
+With no ``PREFECT_API_URL``, Prefect runs the flow on a temporary local server
+(the CLI starts its own, :mod:`flows.local_server`).
 The task runner is a thread pool by default, or ``prefect-dask``'s
 DaskTaskRunner on an existing cluster (``dask_address``) or a local one of
 ``dask_workers`` processes.
@@ -32,12 +43,15 @@ import os
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+import contextlib
 import logging
 import queue
+import signal
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -52,17 +66,27 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
-from prefect.states import Completed, Failed, State
+from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import Task, exponential_backoff
 
+from flows.lease import DestinationLease
 from flows.manifest import DONE, FAILED, ManifestEntry, consolidate, latest_by_source, plan_pages, read_manifest
 from flows.manifest import write_part as write_manifest_part
-from flows.pipeline import STAGES, ChunkJob, ChunkResult, PageJob, run_chunk
+from flows.pipeline import (
+    STAGES,
+    ChunkJob,
+    ChunkResult,
+    PageJob,
+    clear_stop,
+    request_stop,
+    run_chunk,
+    stop_requested,
+)
 from flows.records import assign_page_ids
 from flows.serializers import parse_formats
 from flows.settings import Settings
-from flows.storage import Storage, is_transient, open_storage
+from flows.storage import IMAGE_EXTENSIONS, Storage, is_transient, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +103,9 @@ class Progress:
     failed: int = 0
     skipped: int = 0
     finished: bool = False
+    flow_run_id: str = ""
+    flow_run_url: str = ""  # the run's page in the Prefect UI, when PREFECT_UI_URL is known
+    stopping: str = ""  # the signal (or lost lease) that stopped the run, once one did
 
 
 ProgressListener = Callable[[Progress], None]
@@ -129,11 +156,18 @@ class DigitizeSummary:
     model_version: str = ""
     decoder: str = ""
     flow_run_id: str = ""
+    flow_run_url: str = ""
+    # Wall time from the first page started to the last page finished (start-up, listing,
+    # planning and the final merge excluded), so runs of one archive compare.
+    work_seconds: float = 0.0
+    stopped: str = ""  # "SIGTERM", "SIGINT" or a lost lease: the run ended early
+    left: int = 0  # pages planned but not attempted (a stopped run)
+    lease_takeover: str = ""  # the stale lease this run took over, in words
 
     @property
     def pages_per_minute(self) -> float:
-        """Return pages attempted per minute of wall time."""
-        return 60.0 * (self.done + self.failed) / self.seconds if self.seconds > 0 else 0.0
+        """Return pages attempted per minute, from the first page started to the last page finished."""
+        return 60.0 * (self.done + self.failed) / self.work_seconds if self.work_seconds > 0 else 0.0
 
     @property
     def ok(self) -> bool:
@@ -143,6 +177,38 @@ class DigitizeSummary:
     def to_dict(self) -> dict[str, Any]:
         """Return the summary as JSON-able data."""
         return {**asdict(self), "pages_per_minute": round(self.pages_per_minute, 2)}
+
+
+def failure_counts(reasons: Counter[str] | dict[str, int]) -> str:
+    """Return failure kinds with their page counts, most frequent first: "image: TruncatedImage ×2, ..."."""
+    return ", ".join(f"{kind} ×{n}" for kind, n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+#: Work a page costs whatever its size, in bytes of source object: reading, validating and
+#: recording even an empty file (two broken files then weigh like one small scan).
+PAGE_FLOOR_BYTES = 32 * 1024
+
+
+def plan_chunks(keys: list[str], sizes: dict[str, int], chunks: int) -> list[list[str]]:
+    """Return ``keys`` cut, in order, into at most ``chunks`` chunks of about equal bytes of source object.
+
+    Work per page grows with its scan's size, so chunks balanced by bytes
+    finish together where chunks of equal page counts do not (three scans in
+    one chunk, two broken files in the other). Each page goes to the chunk
+    where the middle of its byte range falls, so a chunk's bytes differ from
+    the mean by less than one page's. Empty chunks (a page larger than the
+    mean) are dropped.
+    """
+    if not keys or chunks < 1:
+        return []
+    weights = [max(sizes.get(k, 0), 0) + PAGE_FLOOR_BYTES for k in keys]
+    total = float(sum(weights))
+    out: list[list[str]] = [[] for _ in range(chunks)]
+    before = 0
+    for key, weight in zip(keys, weights, strict=True):
+        out[min(int(chunks * (before + weight / 2) / total), chunks - 1)].append(key)
+        before += weight
+    return [c for c in out if c]
 
 
 def reason_kind(reason: str | None) -> str:
@@ -162,13 +228,15 @@ class _PageTable:
     omitted: int = 0
 
     def add(self, entry: ManifestEntry) -> None:
+        # The source key (what the user listed), and the reason's kind only: the full
+        # message is in the manifest, and long ones made the UI's table unreadable.
         row = {
-            "page": entry.page_id,
+            "source": entry.source_key,
             "status": entry.status,
             "lines": entry.lines,
             "mean_confidence": entry.mean_confidence if entry.mean_confidence is not None else "",
             "seconds": round(entry.seconds, 2),
-            "reason": entry.reason or "",
+            "reason": reason_kind(entry.reason) if entry.reason else "",
         }
         if len(self.rows) < self.limit:
             self.rows.append(row)
@@ -205,9 +273,9 @@ def retry_on_transient(task: Task[..., Any], task_run: TaskRun, state: State) ->
     persist_result=False,
     cache_policy=NO_CACHE,
 )
-def list_pages(src: Storage) -> list[str]:
-    """Return every page-image key under the source (all listing pages, filtered by extension)."""
-    return list(src.list_keys())
+def list_pages(src: Storage) -> list[tuple[str, int]]:
+    """Return (key, bytes) of every page image under the source (all listing pages, filtered by extension)."""
+    return list(src.list_sizes(IMAGE_EXTENSIONS))
 
 
 @task(
@@ -222,8 +290,38 @@ def list_pages(src: Storage) -> list[str]:
     cache_policy=NO_CACHE,
 )
 def digitize_chunk(job: ChunkJob) -> ChunkResult:
-    """Process one chunk of pages (load, segment, recognize, decode, write) and return its entries."""
-    return run_chunk(job)
+    """Process one chunk of pages (load, segment, recognize, decode, write) and return its entries.
+
+    Failed pages are logged at WARNING; a chunk with any ends in a Completed
+    state whose message counts them (named ``AllPagesFailed`` when none was
+    done), so the chunk that held them is found from the task runs.
+    """
+    logger = get_run_logger()
+    try:
+        result = run_chunk(job)
+    except Exception as exc:
+        if is_transient(exc):
+            attempt = prefect_runtime.task_run.run_count or 1
+            logger.warning(
+                "chunk %d (%d pages, %s ...): transient storage error on attempt %d, retried if attempts are left: %s",
+                job.index,
+                len(job.pages),
+                job.pages[0].key if job.pages else "",
+                attempt,
+                exc,
+            )
+        raise
+    failed = [e for e in result.entries if e.status == FAILED]
+    for e in failed:
+        logger.warning("page %s (%s) failed: %s", e.page_id, e.source_key, e.reason)
+    if not failed:
+        return result
+    kinds = failure_counts(Counter(reason_kind(e.reason) for e in failed))
+    if len(failed) == len(job.pages):
+        return Completed(  # type: ignore[return-value]
+            name="AllPagesFailed", message=f"all {len(failed)} pages failed: {kinds}", data=result
+        )
+    return Completed(message=f"{len(failed)} of {len(job.pages)} pages failed: {kinds}", data=result)  # type: ignore[return-value]
 
 
 # The flow's own manifest reads and merges are tasks too, retried like the chunks: a
@@ -303,6 +401,12 @@ def _markdown(summary: DigitizeSummary) -> str:
         "",
         f"Records and manifest in `{summary.out}` (run `{summary.run_id}`).",
         "",
+        *(
+            [f"**Stopped by {summary.stopped}**: {summary.left} pages left to do; rerun the same command.", ""]
+            if summary.stopped
+            else []
+        ),
+        *([f"Took over a stale lease: {summary.lease_takeover}.", ""] if summary.lease_takeover else []),
         "| pages listed | skipped (already done) | done | failed | lines | pages/min | seconds |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| {summary.listed} | {summary.skipped} | {summary.done} | {summary.failed} | {summary.lines} "
@@ -313,12 +417,53 @@ def _markdown(summary: DigitizeSummary) -> str:
         "Seconds per stage (summed over pages): "
         + ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items())
         + f"; chunk task bodies {summary.body_seconds:.1f} s over {summary.chunks} chunks.",
+        "",
+        f"pages/min: pages attempted per minute from the first page started to the last page finished "
+        f"({summary.work_seconds:.1f} s; start-up excluded). seconds: the whole run.",
     ]
     if summary.failures_by_reason:
         lines += ["", "## Failures by reason", "", "| reason | pages |", "| --- | ---: |"]
         for reason, n in sorted(summary.failures_by_reason.items(), key=lambda kv: -kv[1]):
             lines.append(f"| {reason.replace('|', '/')} | {n} |")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While inside, a first SIGTERM or SIGINT asks the run to stop cleanly; a second acts as the handler before.
+
+    A scheduler or a Prefect worker cancelling a run sends SIGTERM: the run
+    then takes no new chunk and its chunks end at the next page. Signals can
+    only be handled in the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop_requested():
+            # Asked twice: stop at once, the way the process would have without us.
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+            signal.raise_signal(signum)
+            return
+        request_stop(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _run_url() -> str:
+    """Return the flow run's page in the Prefect UI, or "" when no UI address is configured."""
+    from prefect.settings import PREFECT_UI_URL
+
+    return str(prefect_runtime.flow_run.ui_url or "") if PREFECT_UI_URL.value() else ""
 
 
 @flow(
@@ -338,7 +483,8 @@ def digitize_archive(
     """Digitize every page under ``src`` into ``out``; ``options`` are :class:`Settings` fields.
 
     Ends Completed when every page is done, Failed (with the same summary as
-    data) when any page failed.
+    data) when any page failed, Cancelled when a signal stopped it. Raises
+    :class:`flows.lease.DestinationBusy` when another run holds ``out``.
     """
     settings = Settings(**(options or {}))
     logger = get_run_logger()
@@ -353,13 +499,78 @@ def digitize_archive(
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     summary = DigitizeSummary(src=src_store.url, out=dst_store.url, run_id=run_id)
     summary.flow_run_id = str(prefect_runtime.flow_run.id or "")
+    summary.flow_run_url = _run_url()
 
+    def lease_lost(why: str) -> None:
+        logger.error("%s: stopping; the other run goes on", why)
+        request_stop("lost lease")
+
+    lease = DestinationLease(
+        dst_store,
+        run_id,
+        summary.flow_run_id,
+        heartbeat_s=settings.lease_heartbeat_s,
+        stale_after_s=settings.lease_stale_s,
+        on_lost=lease_lost,
+    )
+    lease.acquire()  # raises DestinationBusy, naming the run that holds it
+    if lease.took_over:
+        summary.lease_takeover = lease.took_over
+        logger.warning("took over the stale lease of %s", lease.took_over)
+    try:
+        with stop_on_signals():
+            _digitize_pages(
+                summary, settings, formats, src_store, dst_store, only_failed=only_failed, force=force, logger=logger
+            )
+    finally:
+        lease.release()
+        clear_stop()
+
+    summary.seconds = time.perf_counter() - started
+    summary.decoder = "lm" if settings.use_lm else "greedy"
+    create_markdown_artifact(_markdown(summary), key="digitize-summary", description="digitization summary")
+    logger.info(
+        "%d done, %d failed, %d skipped, %d left in %.1f s; %.1f pages/min from the first page to the last",
+        summary.done,
+        summary.failed,
+        summary.skipped,
+        summary.left,
+        summary.seconds,
+        summary.pages_per_minute,
+    )
+    kinds = f": {failure_counts(summary.failures_by_reason)}" if summary.failures_by_reason else ""
+    if summary.stopped:
+        message = (
+            f"stopped by {summary.stopped}: {summary.done} pages done, {summary.failed} failed{kinds}, "
+            f"{summary.left} left to do"
+        )
+        logger.warning(message)
+        return Cancelled(message=message, data=summary)  # type: ignore[return-value]
+    if summary.failed:
+        return Failed(message=f"{summary.failed} of {summary.planned} pages failed{kinds}", data=summary)  # type: ignore[return-value]
+    return Completed(message=f"{summary.done} pages done", data=summary)  # type: ignore[return-value]
+
+
+def _digitize_pages(
+    summary: DigitizeSummary,
+    settings: Settings,
+    formats: list[str],
+    src_store: Storage,
+    dst_store: Storage,
+    only_failed: bool,
+    force: bool,
+    logger: Any,
+) -> None:
+    """List, plan and run the chunks of a run (holding the destination's lease), filling in ``summary``."""
+    run_id = summary.run_id
     # Every task's retries: how many, and the first delay (doubling, with jitter).
     retried: dict[str, Any] = {
         "retries": settings.task_retries,
         "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_backoff_s),
     }
-    keys = list_pages.with_options(**retried)(src_store)
+    listed = list_pages.with_options(**retried)(src_store)
+    sizes = dict(listed)
+    keys = [k for k, _ in listed]
     ids = assign_page_ids(keys)
     summary.model_version = _model_version(settings)
     merge = merge_manifest.with_options(**retried)
@@ -376,27 +587,34 @@ def digitize_archive(
         summary.skipped,
         summary.model_version,
     )
-    progress = Progress(total=len(todo), skipped=summary.skipped)
+    progress = Progress(
+        total=len(todo), skipped=summary.skipped, flow_run_id=summary.flow_run_id, flow_run_url=summary.flow_run_url
+    )
     _notify(progress)
     progress_id = create_progress_artifact(
         0.0 if todo else 100.0, key="digitize-progress", description=f"pages of {src_store.url} processed"
     )
 
     chunk_task = digitize_chunk.with_options(**retried)
-    # Tens of pages per task for an archive, but a small run still spreads over every worker.
+    # Tens of pages per task for an archive, but a small run still spreads over every worker;
+    # pages go to chunks by bytes, so chunks of big scans hold fewer pages than chunks of small ones.
     workers = max(settings.dask_workers or settings.task_workers, 1)
     size = max(1, min(settings.chunk_size, -(-len(todo) // workers)))
+    chunk_keys = plan_chunks(todo, sizes, -(-len(todo) // size))
     jobs = (
-        ChunkJob(src_store, dst_store, [PageJob(k, ids[k]) for k in todo[i : i + size]], settings, formats, run_id, n)
-        for n, i in enumerate(range(0, len(todo), size))
+        ChunkJob(src_store, dst_store, [PageJob(k, ids[k]) for k in keys_], settings, formats, run_id, n)
+        for n, keys_ in enumerate(chunk_keys)
     )
     finished: queue.Queue = queue.Queue()
     in_flight: dict[Any, ChunkJob] = {}
     table = _PageTable(settings.table_rows)
     reasons: Counter[str] = Counter()
     last_merge = time.monotonic()
+    first_started, last_finished = float("inf"), 0.0
 
     def submit_next() -> bool:
+        if stop_requested():
+            return False
         job = next(jobs, None)
         if job is None:
             return False
@@ -422,7 +640,19 @@ def digitize_archive(
             if not submit_next():
                 break
         while in_flight:
-            future = finished.get()
+            try:
+                # A timeout, so that a stop request is seen while every chunk is still busy.
+                future = finished.get(timeout=0.5)
+            except queue.Empty:
+                if stop_requested() and not progress.stopping:
+                    progress.stopping = summary.stopped = _stop_name()
+                    logger.warning(
+                        "%s: stopping; no new chunk, the %d chunks in flight end at their next page",
+                        progress.stopping,
+                        len(in_flight),
+                    )
+                    _notify(progress)
+                continue
             job = in_flight.pop(future)
             try:
                 result: ChunkResult = future.result()
@@ -430,6 +660,9 @@ def digitize_archive(
                 summary.body_seconds += result.body_seconds
                 for k, v in result.stage_seconds.items():
                     summary.stage_seconds[k] = summary.stage_seconds.get(k, 0.0) + v
+                if entries:
+                    first_started = min(first_started, result.first_started)
+                    last_finished = max(last_finished, result.last_finished)
             except Exception as exc:  # noqa: BLE001 - the chunk failed after its retries
                 reason = f"task: {exc.__class__.__name__}: {' '.join(str(exc).split())}"[:500]
                 logger.error("chunk %d failed after retries: %s", job.index, reason)
@@ -437,6 +670,8 @@ def digitize_archive(
                     ManifestEntry(p.page_id, p.key, FAILED, reason, summary.model_version, run_id=run_id)
                     for p in job.pages
                 ]
+                for p in job.pages:
+                    logger.warning("page %s (%s) failed: %s", p.page_id, p.key, reason)
                 try:
                     write_manifest_part(dst_store, run_id, job.index, entries)
                 except Exception:  # noqa: BLE001 - the store is down; the summary still counts them
@@ -454,31 +689,27 @@ def digitize_archive(
     finally:
         merge(dst_store)
 
-    summary.seconds = time.perf_counter() - started
+    if stop_requested():
+        summary.stopped = summary.stopped or _stop_name()
+        summary.left = summary.planned - summary.done - summary.failed
+    summary.work_seconds = max(last_finished - first_started, 0.0) if last_finished else 0.0
     summary.failures_by_reason = dict(reasons)
-    summary.decoder = "lm" if settings.use_lm else "greedy"
     if table.rows:
         create_table_artifact(
             table.rows,
             key="digitize-pages",
-            description=f"pages of this run ({table.omitted} more not listed)"
-            if table.omitted
-            else "pages of this run",
+            description="pages of this run by source key; reason kinds here, full reasons in DST/manifest.jsonl"
+            + (f" ({table.omitted} more pages not listed)" if table.omitted else ""),
         )
-    create_markdown_artifact(_markdown(summary), key="digitize-summary", description="digitization summary")
     progress.finished = True
     _notify(progress)
-    logger.info(
-        "%d done, %d failed, %d skipped in %.1f s (%.1f pages/min)",
-        summary.done,
-        summary.failed,
-        summary.skipped,
-        summary.seconds,
-        summary.pages_per_minute,
-    )
-    if summary.failed:
-        return Failed(message=f"{summary.failed} of {summary.planned} pages failed", data=summary)  # type: ignore[return-value]
-    return Completed(message=f"{summary.done} pages done", data=summary)  # type: ignore[return-value]
+
+
+def _stop_name() -> str:
+    """Return what asked the run to stop (a signal's name, or "lost lease")."""
+    from flows.pipeline import stop_reason
+
+    return stop_reason() or "a stop request"
 
 
 def run_digitize(

@@ -38,6 +38,38 @@ log = logging.getLogger(__name__)
 STAGES = ("load", "segment", "recognize", "decode", "write")
 #: Padding crop_line adds around the polygon, in pixels (segmentation.crop.crop_line's default).
 CROP_PAD = 4
+#: Crops per recognizer call and lines per decoder call: a stop request is honoured between
+#: slices, so a chunk ends within a slice's time (about a page's lines) instead of a chunk's.
+RECOGNIZE_SLICE = 256
+DECODE_SLICE = 64
+
+# Set when the run was asked to stop (SIGTERM, SIGINT, a lost lease): chunk tasks running in
+# this process finish the page they are on and leave the others to do.
+_STOP = threading.Event()
+_STOP_REASON: list[str] = []
+
+
+def request_stop(reason: str = "a stop request") -> None:
+    """Ask the chunk tasks of this process to stop at the next page or slice boundary; ``reason`` names why."""
+    if not _STOP.is_set():
+        _STOP_REASON[:] = [reason]
+    _STOP.set()
+
+
+def stop_reason() -> str | None:
+    """Return why the stop was requested ("SIGTERM", "SIGINT", "lost lease"), or None."""
+    return _STOP_REASON[0] if _STOP.is_set() and _STOP_REASON else None
+
+
+def stop_requested() -> bool:
+    """Return True once a stop was requested."""
+    return _STOP.is_set()
+
+
+def clear_stop() -> None:
+    """Forget a stop request (at the end of a run, so the next run in this process starts afresh)."""
+    _STOP.clear()
+    _STOP_REASON.clear()
 
 
 def software_version() -> str:
@@ -182,11 +214,19 @@ class ChunkJob:
 
 @dataclass
 class ChunkResult:
-    """A chunk task's output: the manifest entries and the seconds spent in the task body per stage."""
+    """A chunk task's output: the manifest entries, the seconds spent per stage, and when its pages ran.
+
+    ``first_started`` and ``last_finished`` are wall-clock times (Unix seconds)
+    of the chunk's first page read and its manifest part written; ``left`` is
+    the pages a stop request left to do.
+    """
 
     entries: list[ManifestEntry]
     body_seconds: float
     stage_seconds: dict[str, float]
+    first_started: float = 0.0
+    last_finished: float = 0.0
+    left: int = 0
 
 
 @dataclass
@@ -368,8 +408,9 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
     Raises only for errors that a retry of the whole chunk may cure (transient
     storage errors); everything page-specific becomes a ``failed`` entry.
     """
-    started = time.perf_counter()
     engine = engine or get_engine(job.settings)
+    started = time.perf_counter()
+    first_started = time.time()
     stages = dict.fromkeys(STAGES, 0.0)
     entries: list[ManifestEntry] = []
     prepared: list[_Prepared] = []
@@ -389,11 +430,13 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
                 run_id=job.run_id,
             )
         )
-        log.warning("page %s failed: %s", page.key, reason)
+        log.debug("page %s failed: %s", page.key, reason)  # the task logs it through Prefect
 
     from segmentation.loading import ImageError
 
     for page in job.pages:
+        if stop_requested():
+            break
         t0 = time.perf_counter()
         try:
             data = job.src.get(page.key)
@@ -417,16 +460,14 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
         stages["segment"] += prep.timings["segment"]
         prepared.append(prep)
 
-    # One batched recognition and one batched decode over every line of the chunk.
+    # One batched recognition and one batched decode over every line of the chunk, in slices
+    # (widest-first order, so each slice's batches stay dense) between which a stop is honoured.
     crops = [c for p in prepared for c in p.crops if c is not None]
     t0 = time.perf_counter()
     try:
-        # One forward at a time per process: concurrent chunks would oversubscribe the CPU
-        # cores (torch already uses them all) or the GPU memory; the other chunk meanwhile segments.
-        with engine.lock:
-            logprobs = engine.recognizer.logprobs(crops) if crops else []
+        logprobs = _recognize_sliced(engine, crops)
         t1 = time.perf_counter()
-        decoded_flat = decode_lines(engine.decoder, logprobs) if logprobs else []
+        decoded_flat = _decode_sliced(engine, logprobs) if logprobs is not None else None
         t2 = time.perf_counter()
     except Exception as exc:  # noqa: BLE001 - a recognizer failure fails these pages, not the run
         for p in prepared:
@@ -434,6 +475,9 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
         prepared = []
         crops, logprobs, decoded_flat = [], [], []
         t1 = t2 = time.perf_counter()
+    if logprobs is None or decoded_flat is None:
+        # Stopped mid-recognition: the prepared pages are left to do, with the ones not started.
+        prepared, crops, logprobs, decoded_flat = [], [], [], []
     stages["recognize"] += t1 - t0
     stages["decode"] += t2 - t1
     total_px = sum(c.shape[1] for c in crops) or 1
@@ -495,4 +539,37 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
     entries.sort(key=lambda e: order.get(e.source_key, 0))
     if entries:
         write_part(job.dst, job.run_id, job.index, entries)
-    return ChunkResult(entries, time.perf_counter() - started, stages)
+    return ChunkResult(
+        entries,
+        time.perf_counter() - started,
+        stages,
+        first_started=first_started,
+        last_finished=time.time(),
+        left=len(job.pages) - len(entries),
+    )
+
+
+def _recognize_sliced(engine: Engine, crops: list[np.ndarray]) -> list[np.ndarray] | None:
+    """Return the crops' CTC log-probabilities in input order, or None if a stop came between slices."""
+    out: list[np.ndarray | None] = [None] * len(crops)
+    order = sorted(range(len(crops)), key=lambda i: -crops[i].shape[1])
+    for start in range(0, len(order), RECOGNIZE_SLICE):
+        if stop_requested():
+            return None
+        idx = order[start : start + RECOGNIZE_SLICE]
+        # One forward at a time per process: concurrent chunks would oversubscribe the CPU
+        # cores (torch already uses them all) or the GPU memory; the other chunk meanwhile segments.
+        with engine.lock:
+            for i, lp in zip(idx, engine.recognizer.logprobs([crops[i] for i in idx]), strict=True):
+                out[i] = lp
+    return out  # type: ignore[return-value]
+
+
+def _decode_sliced(engine: Engine, logprobs: list[np.ndarray]) -> list[Any] | None:
+    """Return the decoded lines in order, or None if a stop came between slices."""
+    decoded: list[Any] = []
+    for start in range(0, len(logprobs), DECODE_SLICE):
+        if stop_requested():
+            return None
+        decoded += decode_lines(engine.decoder, logprobs[start : start + DECODE_SLICE])
+    return decoded

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     manifest_flush_s: float = Field(
         300.0, gt=0, description="seconds between merges of manifest parts into DST/manifest.jsonl during a run"
     )
+    lease_heartbeat_s: float = Field(
+        60.0, gt=0, description="seconds between refreshes of the run's lease on DST (DST/.registre-lease.json)"
+    )
+    lease_stale_s: float = Field(
+        600.0, gt=0, description="a lease whose heartbeat is older than this may be taken over by another run"
+    )
 
 
 def segmentation_params(settings: Settings) -> SegmentationParams:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import hashlib
 import http.client
 import logging
 import os
@@ -123,8 +124,14 @@ class Storage(ABC):
     url: str
 
     @abstractmethod
+    def list_sizes(
+        self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = ""
+    ) -> Iterator[tuple[str, int]]:
+        """Yield (key, size in bytes) of every key (sorted) ending with one of ``extensions``, as listed."""
+
     def list_keys(self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = "") -> Iterator[str]:
         """Yield every key (relative, ``/``-separated, in sorted order) ending with one of ``extensions``."""
+        return (key for key, _ in self.list_sizes(extensions, under))
 
     @abstractmethod
     def get(self, key: str) -> bytes:
@@ -145,6 +152,21 @@ class Storage(ABC):
     def describe(self, key: str) -> str:
         """Return the full location of ``key`` for messages."""
         return f"{self.url.rstrip('/')}/{key}"
+
+    # Conditional writes, for the destination's lease (flows.lease): a version tag is what
+    # the store compares (S3: the ETag; local: a hash of the content).
+
+    @abstractmethod
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """Return the bytes of ``key`` and its version tag; raises :class:`MissingKey`."""
+
+    @abstractmethod
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Write ``data`` at ``key`` only if no object is there; return False when one already is."""
+
+    @abstractmethod
+    def put_if_tag(self, key: str, data: bytes, tag: str) -> bool:
+        """Replace ``key`` only while its version tag is ``tag``; return False when it changed or vanished."""
 
 
 def _check_key(key: str) -> str:
@@ -188,8 +210,10 @@ class LocalStorage(Storage):
         checked = _check_key(key) if write else _check_read_key(key)
         return self.root.joinpath(*checked.split("/"))
 
-    def list_keys(self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = "") -> Iterator[str]:
-        """Yield the keys of the files below the folder (recursively), sorted, filtered by extension."""
+    def list_sizes(
+        self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = ""
+    ) -> Iterator[tuple[str, int]]:
+        """Yield (key, bytes) of the files below the folder (recursively), sorted, filtered by extension."""
         base = self.root / under if under else self.root
         if not base.exists():
             if under:
@@ -205,7 +229,11 @@ class LocalStorage(Storage):
             for name in filenames:
                 if name.startswith(TEMP_PREFIX) or (exts is not None and not has_extension(name, exts)):
                     continue
-                keys.append(name if rel == "." else f"{rel}/{name}")
+                try:
+                    size = os.stat(os.path.join(dirpath, name)).st_size
+                except OSError:
+                    continue  # removed since the walk saw it
+                keys.append((name if rel == "." else f"{rel}/{name}", size))
         yield from sorted(keys)
 
     def get(self, key: str) -> bytes:
@@ -258,6 +286,43 @@ class LocalStorage(Storage):
     def exists(self, key: str) -> bool:
         """Return True when the file exists."""
         return self._path(key).is_file()
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """Return the file's bytes and the sha256 of them."""
+        data = self.get(key)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """Create the file with O_CREAT|O_EXCL (the filesystem refuses a second creator)."""
+        path = self._path(key, write=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise StorageError(f"{self.describe(key)}: cannot create ({exc})", transient=is_transient(exc)) from exc
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        return True
+
+    def put_if_tag(self, key: str, data: bytes, tag: str) -> bool:
+        """Replace the file if its content still hashes to ``tag`` (check, then an atomic rename).
+
+        A filesystem has no compare-and-swap: two writers checking at the same
+        instant could both replace it. The lease re-reads its file at every
+        heartbeat, so such a loser learns it within one heartbeat.
+        """
+        try:
+            _, current = self.get_tagged(key)
+        except MissingKey:
+            return False
+        if current != tag:
+            return False
+        self.put(key, data, "application/json")
+        return True
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -363,8 +428,10 @@ class S3Storage(Storage):
                 raise self._error(action, key, exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def list_keys(self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = "") -> Iterator[str]:
-        """Yield the keys under the prefix, page by page of 1,000 (S3 returns them sorted)."""
+    def list_sizes(
+        self, extensions: Iterable[str] | None = IMAGE_EXTENSIONS, under: str = ""
+    ) -> Iterator[tuple[str, int]]:
+        """Yield (key, bytes) under the prefix, page by page of 1,000 (S3 returns them sorted)."""
         exts = tuple(extensions) if extensions is not None else None
         prefix = self.prefix + (under.strip("/") + "/" if under else "")
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix}
@@ -375,7 +442,7 @@ class S3Storage(Storage):
                 key = obj["Key"][len(self.prefix) :]
                 if not key or key.endswith("/") or (exts is not None and not has_extension(key, exts)):
                     continue
-                yield key
+                yield key, int(obj.get("Size") or 0)
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
@@ -413,6 +480,72 @@ class S3Storage(Storage):
         except MissingKey:
             return False
         return True
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """Return the object's bytes and its ETag."""
+        s3_key = self._key(key)
+
+        def request() -> tuple[bytes, str]:
+            answer = self.client.get_object(Bucket=self.bucket, Key=s3_key)
+            return answer["Body"].read(), str(answer.get("ETag", ""))
+
+        return self._call("get", key, request)
+
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> bool | None:
+        """Return True when the conditional PUT was applied, False when its condition failed, None if unsupported."""
+        request = functools.partial(
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=self._key(key, write=True),
+            Body=data,
+            ContentType="application/json",
+            **condition,
+        )
+        try:
+            self._call("put", key, request)
+        except MissingKey:
+            return False  # IfMatch on a key that is gone
+        except StorageError as exc:
+            cause = exc.__cause__
+            code = getattr(cause, "response", {}).get("Error", {}).get("Code", "")
+            status = int(getattr(cause, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                return False
+            if code in ("NotImplemented", "InvalidArgument") or status == 501:
+                return None
+            raise
+        return True
+
+    def put_new(self, key: str, data: bytes) -> bool:
+        """PUT with ``If-None-Match: *`` (AWS S3, SeaweedFS, MinIO refuse it when the key exists).
+
+        A store that does not implement conditional writes gets a HEAD, then a
+        plain PUT: a race of two creators is then caught by the lease's
+        read-back (:mod:`flows.lease`). A HEAD first as well with every store,
+        so one that silently ignores the header never overwrites a live lease.
+        """
+        if self.exists(key):
+            return False
+        applied = self._conditional_put(key, data, IfNoneMatch="*")
+        if applied is None:
+            log.info("%s: the store ignores If-None-Match; plain PUT, checked by reading back", self.url)
+            self.put(key, data, "application/json")
+            return True
+        return applied
+
+    def put_if_tag(self, key: str, data: bytes, tag: str) -> bool:
+        """PUT with ``If-Match: <ETag>``; without store support, compare the ETag first, then PUT."""
+        applied = self._conditional_put(key, data, IfMatch=tag)
+        if applied is None:
+            try:
+                _, current = self.get_tagged(key)
+            except MissingKey:
+                return False
+            if current != tag:
+                return False
+            self.put(key, data, "application/json")
+            return True
+        return applied
 
 
 def open_storage(
