@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from flows.manifest import DONE, FAILED, ManifestEntry, write_part
+from flows.names import add_entries
 from flows.records import Alternative, Box, LineRecord, PageRecord, WordRecord
 from flows.serializers import SERIALIZERS
 from flows.settings import Settings, load_recognizer, segmentation_params, segmenter_version
@@ -362,7 +363,7 @@ def build_record(prep: _Prepared, decoded: list[Any | None], engine: Engine, cre
             record_line.words = _words(dec, record_line.bbox, region, crop.shape[1], engine.stride)
             record_line.nbest = _nbest(dec) if getattr(dec, "nbest", None) else []
         lines.append(record_line)
-    return PageRecord(
+    record = PageRecord(
         page_id=prep.job.page_id,
         source_key=prep.job.key,
         sha256=prep.sha256,
@@ -377,6 +378,8 @@ def build_record(prep: _Prepared, decoded: list[Any | None], engine: Engine, cre
         software=software_version(),
         created=created,
     )
+    # The register's rows, their dates, natures and persons (issue 23): pure text work on the lines read.
+    return add_entries(record)
 
 
 def write_record(dst: Storage, record: PageRecord, formats: list[str]) -> list[str]:

@@ -17,6 +17,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from registers.layout import Entry
+from registers.page import entry_from_dict
+
 #: Format tag written into every JSON record.
 RECORD_FORMAT = "registre-page/1"
 
@@ -86,6 +89,8 @@ class PageRecord:
     segmenter: str = ""  # "rules" or "learned:<line finder version>"
     software: str = "registre"
     created: str = ""
+    #: The register's entries (table rows) with their fields and persons; empty for a page with no table.
+    entries: list[Entry] = field(default_factory=list)
 
     @property
     def mean_confidence(self) -> float:
@@ -116,7 +121,8 @@ class PageRecord:
             ln["words"] = [WordRecord(w["text"], tuple(w["box"]), w["confidence"]) for w in ln.get("words", [])]
             ln["nbest"] = [Alternative(**a) for a in ln.get("nbest", [])]
             lines.append(LineRecord(**ln))
-        return cls(lines=lines, **data)
+        entries = [entry_from_dict(e) for e in data.pop("entries", [])]
+        return cls(lines=lines, entries=entries, **data)
 
 
 def record_to_json(record: PageRecord) -> bytes:

@@ -33,7 +33,7 @@ TITLES: dict[str, str] = {
     "vve": "Veuve", "veuve": "Veuve", "ve": "Veuve",
     "me": "Me", "mtre": "Me", "maitre": "Me",
 }  # fmt: skip
-_PARTICLES = frozenset({"de", "du", "des", "d'", "le", "la", "van", "von", "del", "di"})
+PARTICLES = frozenset({"de", "du", "des", "d'", "le", "la", "van", "von", "del", "di"})
 # Places and words of addresses that are also INSEE surnames; register words the unigram list misses.
 _NOT_NAMES = frozenset(
     "paris seine france saint st ste sainte notre dame rue place boulevard bd boul avenue av quai passage impasse "
@@ -161,7 +161,7 @@ def _surname_run(toks: list[_Tok], i: int, know: NameKnowledge) -> int:
         tok = toks[j]
         if _namelike(tok, know) and (j == i or not know.is_firstname(tok.text) or know.is_surname(tok.text)):
             j += 1
-        elif tok.key in _PARTICLES and j + 1 < len(toks) and _namelike(toks[j + 1], know):
+        elif tok.key in PARTICLES and j + 1 < len(toks) and _namelike(toks[j + 1], know):
             j += 1
         else:
             break
@@ -182,17 +182,17 @@ def _lead(toks: list[_Tok], know: NameKnowledge) -> tuple[Person | None, set[int
     """Return the act's first-named party (the cell's opening surname) and the token indices it used."""
     for start in range(min(len(toks), 3)):
         tok = toks[start]
-        if tok.key in _PARTICLES and start + 1 < len(toks) and _namelike(toks[start + 1], know):
+        if tok.key in PARTICLES and start + 1 < len(toks) and _namelike(toks[start + 1], know):
             break
         if _namelike(tok, know):
             break
-        if tok.text not in ("(",) and tok.key not in _PARTICLES:
+        if tok.text not in ("(",) and tok.key not in PARTICLES:
             return None, set()
     else:
         return None, set()
     if toks[start].line != toks[0].line:
         return None, set()
-    end = _surname_run(toks, start + (toks[start].key in _PARTICLES), know)
+    end = _surname_run(toks, start + (toks[start].key in PARTICLES), know)
     if end == start:
         return None, set()
     # In "Messager Jean André Emile Charles" the run swallowed the first names: they are the known first names after one.
