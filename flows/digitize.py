@@ -73,6 +73,7 @@ from prefect.tasks import Task, exponential_backoff
 from flows.lease import DestinationLease
 from flows.manifest import DONE, FAILED, ManifestEntry, consolidate, latest_by_source, plan_pages, read_manifest
 from flows.manifest import write_part as write_manifest_part
+from flows.names import NamesSummary, update_names_index
 from flows.pipeline import (
     STAGES,
     ChunkJob,
@@ -163,6 +164,11 @@ class DigitizeSummary:
     stopped: str = ""  # "SIGTERM", "SIGINT" or a lost lease: the run ended early
     left: int = 0  # pages planned but not attempted (a stopped run)
     lease_takeover: str = ""  # the stale lease this run took over, in words
+    # The names index (issue 23): entries and persons of the pages indexed by this run, pages in DST/names.sqlite.
+    entries: int = 0
+    persons: int = 0
+    indexed_pages: int = 0
+    index_error: str = ""
 
     @property
     def pages_per_minute(self) -> float:
@@ -355,6 +361,20 @@ def merge_manifest(dst: Storage) -> int:
     return consolidate(dst)
 
 
+@task(
+    name="index-names",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_on_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def index_names(dst: Storage, source: str) -> NamesSummary:
+    """Bring ``DST/names.sqlite`` in line with the merged manifest; return the entries and persons indexed."""
+    return update_names_index(dst, latest_by_source(read_manifest(dst)), source)
+
+
 # --- the flow ------------------------------------------------------------------------------------
 
 
@@ -420,6 +440,10 @@ def _markdown(summary: DigitizeSummary) -> str:
         "",
         f"pages/min: pages attempted per minute from the first page started to the last page finished "
         f"({summary.work_seconds:.1f} s; start-up excluded). seconds: the whole run.",
+        "",
+        f"Register entries: {summary.entries}, persons: {summary.persons}, in the pages indexed by this run; "
+        f"the names index `names.sqlite` holds {summary.indexed_pages} pages (`registre search`).",
+        *([f"**Names index not updated**: {summary.index_error}"] if summary.index_error else []),
     ]
     if summary.failures_by_reason:
         lines += ["", "## Failures by reason", "", "| reason | pages |", "| --- | ---: |"]
@@ -694,6 +718,19 @@ def _digitize_pages(
         summary.left = summary.planned - summary.done - summary.failed
     summary.work_seconds = max(last_finished - first_started, 0.0) if last_finished else 0.0
     summary.failures_by_reason = dict(reasons)
+    try:
+        names = index_names.with_options(**retried)(dst_store, src_store.url)
+        summary.entries, summary.persons, summary.indexed_pages = names.entries, names.persons, names.pages_total
+        if names.sample:
+            create_table_artifact(
+                names.sample,
+                key="digitize-names",
+                description=f"persons found: the first {len(names.sample)} of {names.persons} "
+                f"({names.entries} register entries in {names.indexed} pages)",
+            )
+    except Exception as exc:  # noqa: BLE001 - the records and manifest are written; the index can be rebuilt
+        summary.index_error = f"{exc.__class__.__name__}: {' '.join(str(exc).split())}"[:300]
+        logger.error("names index not updated: %s", summary.index_error)
     if table.rows:
         create_table_artifact(
             table.rows,
