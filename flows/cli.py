@@ -553,5 +553,51 @@ def show(
     )
 
 
+@app.command()
+def search(
+    dst: Annotated[str, typer.Argument(help="A digitize output: folder or s3://bucket/prefix.")],
+    query: Annotated[str, typer.Argument(help="A surname, optionally with first names ('Jean Ardilouze').")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Matches to print.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per match.")] = False,
+    show: Annotated[
+        Path | None, typer.Option("--show", help="Write a PNG crop of each matched line into this folder.")
+    ] = None,
+) -> None:
+    """Find persons (and, failing that, any word) in DST's names index: exact, fuzzy and phonetic, best first."""
+    from flows.names import index_source, search_output, write_match_crops
+    from flows.storage import StorageError, open_storage
+
+    settings = Settings()
+    kw = {
+        "endpoint_url": settings.s3_endpoint_url,
+        "addressing_style": settings.s3_addressing_style,
+        "max_attempts": settings.storage_attempts,
+    }
+    try:
+        store = open_storage(dst, **kw)
+        matches = search_output(store, query, limit)
+    except (StorageError, ValueError) as exc:
+        _fail(str(exc))
+    for m in matches:
+        if as_json:
+            typer.echo(json.dumps(m.to_dict(), ensure_ascii=False))
+        else:
+            who = " ".join(x for x in (m.title, m.first_names, m.surname) if x) if m.kind == "person" else ""
+            extra = f"  [{who}; act {m.act_number or '?'}, {m.date or '?'}, {m.nature or '?'}]" if who else ""
+            typer.echo(f"{m.score:.3f}  {m.page_id}  {m.line_id}  {m.text}{extra}")
+    if show is not None and matches:
+        source = index_source(store)
+        if not source:
+            _fail("the names index does not say where the scans are; --show needs them")
+        try:
+            written = write_match_crops(open_storage(source, **kw), matches, show)
+        except (StorageError, ValueError) as exc:
+            _fail(str(exc))
+        typer.echo(f"{len(written)} crops written to {show}", err=True)
+    if not matches:
+        typer.echo(f"no match for {query!r}", err=True)
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
     app()
