@@ -64,9 +64,13 @@ class LineNetwork:
         version = str(meta.get("version") or path.stem)
         return cls(net, float(meta["scale"]), int(meta["multiple"]), version, threading.Lock())
 
-    def predict(self, gray: np.ndarray, work_scale: float) -> LineMaps:
-        """Return the band and region probabilities of a working-frame page (``work_scale``: pixels per scan pixel)."""
-        f = self.scale / work_scale
+    def predict(self, gray: np.ndarray, work_scale: float, zoom: float = 1.0) -> LineMaps:
+        """Return the band and region probabilities of a working-frame page (``work_scale``: pixels per scan pixel).
+
+        ``zoom`` multiplies the network's own scale: a page whose lines are
+        smaller or larger than those it was trained on is shown to it rescaled.
+        """
+        f = self.scale * zoom / work_scale
         small = cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
         h, w = small.shape
         m = self.multiple

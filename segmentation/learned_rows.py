@@ -16,6 +16,18 @@ from segmentation.params import SegmentationParams
 from segmentation.rows import _RowInk, _split_gaps, _walls_at
 from segmentation.rules import Ruling
 
+#: The network's input is rescaled by at most this factor either way (a spacing estimate on a scrap of a page
+#: can be far off).
+MAX_NETWORK_ZOOM = 3.0
+
+
+def network_zoom(spacing: float, trained: tuple[float, float] | None) -> float:
+    """Return the factor on the network's scale that brings a line ``spacing`` (network pixels) into ``trained``."""
+    if trained is None or spacing <= 0:
+        return 1.0
+    lo, hi = trained
+    return float(np.clip(np.clip(spacing, lo, hi) / spacing, 1 / MAX_NETWORK_ZOOM, MAX_NETWORK_ZOOM))
+
 
 def _learned_rows(
     levelled: np.ndarray,
@@ -30,7 +42,8 @@ def _learned_rows(
     A basin's ink is split at the column rules it does not run across and at
     blank runs wider than ``learned_split_gap`` line spacings.
     """
-    maps = line_network(params.line_model).predict(levelled, work_scale)
+    net = line_network(params.line_model)
+    maps = net.predict(levelled, work_scale, network_zoom(spacing / work_scale * net.scale, params.learned_spacing))
     basins = line_basins(maps, params.band_threshold, params.region_threshold, params.min_band_area, params.band_floor)
     boxes = find_objects(basins)
     mh, mw = basins.shape

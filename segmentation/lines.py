@@ -60,8 +60,38 @@ class PageRows:
 
 
 def _working_scale(shape: tuple[int, int], work_pixels: int) -> float:
+    """Return the working pixels per scan pixel of a page: at most 1, within the pixel budget."""
     h, w = shape
     return min(1.0, float(np.sqrt(work_pixels / (h * w))))
+
+
+def _small_rows_scale(shape: tuple[int, int], scale: float, spacing: float, params: SegmentationParams) -> float | None:
+    """Return a larger working scale for a page whose rows are small in the working frame, or None.
+
+    A scan of low resolution (or a page written small) has its rows closer
+    than ``min_work_spacing`` working pixels: its pen strokes are a pixel wide
+    and the absolute floors (specks, a stroke's shape) start to bite. Such a
+    page is worked on enlarged, up to the pixel budget and ``max_upscale``.
+    """
+    if params.min_work_spacing is None or spacing >= params.min_work_spacing:
+        return None
+    h, w = shape
+    budget = float(np.sqrt(params.work_pixels / (h * w)))
+    up = min(scale * params.min_work_spacing / spacing, budget, params.max_upscale)
+    return up if up > 1.1 * scale else None
+
+
+def _level(gray: np.ndarray, scale: float) -> tuple[PageTransform, float, np.ndarray, np.ndarray]:
+    """Return the working frame of a scan at ``scale``: (transform, skew corrected in degrees, gray, ink mask)."""
+    h, w = gray.shape
+    tf = page_transform((h, w), scale)
+    work = tf.apply(gray)
+    ink = binarize_sauvola(work) & paper_mask(work, margin=int(0.01 * max(work.shape)))
+    angle = estimate_skew(ink)
+    if abs(angle) >= 0.05:
+        ink, rot = rotate_mask(ink, angle)
+        return tf.then(rot), float(angle), rot.apply(work, border=255), ink
+    return tf, 0.0, work, ink
 
 
 def estimate_line_spacing(text: np.ndarray, lo: float = 8.0, hi: float | None = None) -> float:
@@ -133,20 +163,15 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
         raise ValueError("segment_page expects a 2-D grayscale page")
     h, w = gray.shape
     scale = _working_scale((h, w), params.work_pixels)
-    tf = page_transform((h, w), scale)
-    work = tf.apply(gray)
-    ink = binarize_sauvola(work) & paper_mask(work, margin=int(0.01 * max(work.shape)))
-    angle = estimate_skew(ink)
-    if abs(angle) >= 0.05:
-        ink, rot = rotate_mask(ink, angle)
-        tf = tf.then(rot)
-        levelled = rot.apply(work, border=255)
-    else:
-        angle = 0.0
-        levelled = work
-    # A first spacing from all the ink sizes the rule kernels; the second, from
-    # the text alone, sizes everything else.
+    tf, angle, levelled, ink = _level(gray, scale)
+    # A first spacing from all the ink sizes the rule kernels (and the working
+    # scale of a page with small rows); the second, from the text alone, sizes
+    # everything else.
     spacing0 = estimate_line_spacing(ink)
+    larger = _small_rows_scale((h, w), scale, spacing0, params)
+    if larger is not None:
+        tf, angle, levelled, ink = _level(gray, larger)
+        spacing0 = estimate_line_spacing(ink)
     ruling = detect_rules(ink, spacing0)
     text = _drop_slivers(remove_rules(ink, ruling), ruling, spacing0)
     spacing = estimate_line_spacing(text)

@@ -11,12 +11,25 @@ from dataclasses import dataclass
 #: Pixel budget of the working image: enough for thin pen strokes, small enough for ≤ 2 s/page.
 WORK_PIXELS = 3_600_000
 
+#: Line spacing (working pixels) below which a page is worked on enlarged: the LECTAUREP training pages
+#: measure 31 (random-set-1) to 50 (riant-4) working pixels.
+MIN_WORK_SPACING = 30.0
+
+#: Line spacing (network pixels) the shipped line finder was trained at: its LECTAUREP training pages measure
+#: 16.1-17.0 (dufour-1), 19.4-19.9 (random-set-1) and 21.2-21.9 (riant-4) at its scale of 0.333, a little
+#: margin either side.
+LEARNED_SPACING = (15.5, 22.5)
+
 
 @dataclass(frozen=True)
 class SegmentationParams:
     """Tunable constants of the line finder, in units of the page's line spacing unless noted."""
 
     work_pixels: int = WORK_PIXELS  # pixels of the working image
+    # Resolution: a page whose rows are closer than this (working pixels) is worked on enlarged, within the
+    # pixel budget and at most ``max_upscale`` times the scan (a low-resolution scan keeps strokes to measure).
+    min_work_spacing: float | None = MIN_WORK_SPACING
+    max_upscale: float = 2.5
     # Rows: density map and its ridges.
     sigma_along: float = 0.6  # Gaussian smear along the line
     sigma_across: float = 0.12  # Gaussian smear across the line
@@ -79,6 +92,10 @@ class SegmentationParams:
     cell_reach: float = 0.3  # rules are extended this far at both ends when they close the table's cells
     # The learned line finder (segmentation.learned): None uses the rules above instead.
     line_model: str | None = None
+    # The line spacing (network pixels) of the pages the network was trained on, 10th to 90th percentile: a page
+    # outside it is shown to the network rescaled to the nearer end, so a scan at half or twice the resolution
+    # gives the network the lines it knows. None: always the network's own scale of the scan.
+    learned_spacing: tuple[float, float] | None = LEARNED_SPACING
     learned_filter: bool = True  # also drop what does not look like writing (dots, dashes, pencil)
     learned_enough_ink: float = 0.2  # ... but a line with this much ink (spacing²) is never too small or odd
     # ... and its background test is looser: the halo of a small printed header (DATES, DROITS.) is gray.
