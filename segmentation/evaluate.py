@@ -1,4 +1,4 @@
-"""Line-segmentation evaluation: one-to-one matching of predicted to ground-truth polygons by IoU."""
+"""Line-segmentation evaluation: polygons matched one-to-one by IoU, and baselines scored as in ICDAR 2017 cBAD."""
 
 from __future__ import annotations
 
@@ -156,3 +156,154 @@ def line_precision_recall(
     """Return (precision, recall) of predicted lines against ground truth at IoU ≥ ``iou``."""
     counts = count_matches(match_lines(pred_polygons, gt_polygons, iou))
     return counts.precision, counts.recall
+
+
+# Baselines: the ICDAR 2017 cBAD measure (Grüning et al., "READ-BAD: A new dataset and evaluation scheme for
+# baseline detection in archival documents", DAS 2018), which judges a line by where its text sits, not by how
+# loosely a transcriber drew its polygon.
+
+#: The tolerance of a baseline point is this share of the page's interline distance (cBAD's relative tolerance).
+BASELINE_TOLERANCE = 0.25
+
+
+def _sample_polyline(points: Sequence[Point], step: float) -> np.ndarray:
+    """Return (N, 2) points spaced at most ``step`` pixels apart along a polyline (its vertices included)."""
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    if len(pts) < 2:
+        return pts
+    out = [pts[:1]]
+    for a, b in zip(pts[:-1], pts[1:], strict=True):
+        n = max(1, int(np.ceil(np.hypot(*(b - a)) / step)))
+        t = np.arange(1, n + 1)[:, None] / n
+        out.append(a + t * (b - a))
+    return np.concatenate(out)
+
+
+def _distance_to_polyline(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
+    """Return the distance (pixels) of each of ``points`` (N, 2) to the nearest segment of ``polyline`` (M, 2)."""
+    if len(polyline) == 1:
+        return np.hypot(*(points - polyline[0]).T)
+    a, b = polyline[:-1], polyline[1:]
+    ab = b - a
+    length2 = np.maximum((ab * ab).sum(axis=1), 1e-12)
+    t = np.clip(((points[:, None, :] - a[None]) * ab[None]).sum(axis=2) / length2, 0.0, 1.0)
+    nearest = a[None] + t[..., None] * ab[None]
+    return np.sqrt(((points[:, None, :] - nearest) ** 2).sum(axis=2)).min(axis=1)
+
+
+def _coverage(distance: np.ndarray, tolerance: float) -> np.ndarray:
+    """Return cBAD's score of points at ``distance`` from a baseline: 1 within the tolerance, 0 past 3 times it."""
+    return np.clip((3 * tolerance - distance) / (2 * tolerance), 0.0, 1.0)
+
+
+def interline_distance(baselines: Sequence[Sequence[Point]]) -> float:
+    """Return the median vertical distance (pixels) from each baseline to the nearest one below it that it overlaps.
+
+    0 when no two baselines share a column (a page of one line).
+    """
+    spans = []
+    for bl in baselines:
+        pts = np.asarray(bl, np.float64).reshape(-1, 2)
+        if len(pts):
+            spans.append((pts[:, 0].min(), pts[:, 0].max(), float(np.median(pts[:, 1]))))
+    gaps = []
+    for x0, x1, y in spans:
+        below = [yb - y for xb0, xb1, yb in spans if yb > y and xb0 < x1 and x0 < xb1]
+        if below:
+            gaps.append(min(below))
+    return float(np.median(gaps)) if gaps else 0.0
+
+
+@dataclass(frozen=True)
+class BaselineCounts:
+    """Baseline points of one or more pages: predicted and ground-truth points, and how well each is covered.
+
+    Sums of cBAD point scores, so pages add up: precision is the covered share of
+    the predicted baselines' length, recall that of the ground truth's.
+    """
+
+    predicted: float = 0.0
+    predicted_covered: float = 0.0
+    ground_truth: float = 0.0
+    ground_truth_covered: float = 0.0
+
+    @property
+    def precision(self) -> float:
+        """Return the share (0–1) of predicted baseline length that lies on a ground-truth baseline."""
+        if self.predicted == 0:
+            return 1.0 if self.ground_truth == 0 else 0.0
+        return self.predicted_covered / self.predicted
+
+    @property
+    def recall(self) -> float:
+        """Return the share (0–1) of ground-truth baseline length that a predicted baseline covers."""
+        return self.ground_truth_covered / self.ground_truth if self.ground_truth else 1.0
+
+    @property
+    def f1(self) -> float:
+        """Return the harmonic mean of precision and recall."""
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def __add__(self, other: BaselineCounts) -> BaselineCounts:
+        return BaselineCounts(
+            self.predicted + other.predicted,
+            self.predicted_covered + other.predicted_covered,
+            self.ground_truth + other.ground_truth,
+            self.ground_truth_covered + other.ground_truth_covered,
+        )
+
+
+def baseline_counts(
+    pred_baselines: Sequence[Sequence[Point]],
+    gt_baselines: Sequence[Sequence[Point]],
+    tolerance: float | None = None,
+) -> BaselineCounts:
+    """Return the cBAD-style coverage of predicted against ground-truth baselines on one page.
+
+    Both are sampled every half tolerance. A ground-truth point is covered by the
+    nearest predicted baseline (a line split in two is still found); a predicted
+    baseline's points count only against the one ground-truth baseline it covers
+    best, so two lines merged into one lose half their precision. ``tolerance``
+    (pixels) defaults to :data:`BASELINE_TOLERANCE` of the ground truth's
+    interline distance; a point scores 1 within it, falling to 0 at 3 times it.
+    """
+    if tolerance is None:
+        tolerance = BASELINE_TOLERANCE * interline_distance(gt_baselines)
+    if tolerance <= 0:  # one line a page: the median line's length sets no scale, a twentieth of the page does
+        spans = [np.ptp(np.asarray(b, np.float64).reshape(-1, 2)[:, 0]) for b in gt_baselines if len(b)]
+        tolerance = max(2.0, 0.05 * float(np.median(spans))) if spans else 2.0
+    step = max(1.0, tolerance / 2)
+    pred = [_sample_polyline(b, step) for b in pred_baselines if len(b)]
+    gt = [_sample_polyline(b, step) for b in gt_baselines if len(b)]
+    pred_lines = [np.asarray(b, np.float64).reshape(-1, 2) for b in pred_baselines if len(b)]
+    gt_lines = [np.asarray(b, np.float64).reshape(-1, 2) for b in gt_baselines if len(b)]
+    reach = 3 * tolerance
+
+    def boxes(samples: list[np.ndarray]) -> np.ndarray:
+        if not samples:
+            return np.zeros((0, 4))
+        return np.array([[s[:, 0].min(), s[:, 1].min(), s[:, 0].max(), s[:, 1].max()] for s in samples])
+
+    pb, gb = boxes(pred), boxes(gt)
+    near = (
+        (pb[:, None, 0] - reach < gb[None, :, 2])
+        & (gb[None, :, 0] - reach < pb[:, None, 2])
+        & (pb[:, None, 1] - reach < gb[None, :, 3])
+        & (gb[None, :, 1] - reach < pb[:, None, 3])
+    )
+    gt_best = [np.zeros(len(s)) for s in gt]
+    pred_covered = 0.0
+    for i, points in enumerate(pred):
+        best = 0.0
+        for j in np.flatnonzero(near[i]):
+            best = max(best, float(_coverage(_distance_to_polyline(points, gt_lines[j]), tolerance).sum()))
+            score = _coverage(_distance_to_polyline(gt[j], pred_lines[i]), tolerance)
+            np.maximum(gt_best[j], score, out=gt_best[j])
+        pred_covered += best
+    return BaselineCounts(
+        predicted=float(sum(len(s) for s in pred)),
+        predicted_covered=pred_covered,
+        ground_truth=float(sum(len(s) for s in gt)),
+        ground_truth_covered=float(sum(s.sum() for s in gt_best)),
+    )

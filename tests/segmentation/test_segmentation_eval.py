@@ -2,7 +2,9 @@ import pytest
 
 from segmentation.evaluate import (
     MatchCounts,
+    baseline_counts,
     count_matches,
+    interline_distance,
     iou_matrix,
     line_precision_recall,
     match_lines,
@@ -51,3 +53,39 @@ def test_empty_inputs_and_sums():
     total = MatchCounts(2, 3, 1) + MatchCounts(1, 1, 1)
     assert (total.predicted, total.ground_truth, total.matched) == (3, 4, 2)
     assert MatchCounts().precision == 1.0 and MatchCounts().recall == 1.0
+
+
+def _rows(ys, x0=100, x1=500):
+    return [[(x0, y), (x1, y)] for y in ys]
+
+
+def test_baselines_found_where_the_ground_truth_has_them_score_one():
+    gt = _rows([100, 150, 200])  # 50 px apart: tolerance 12.5 px
+    assert interline_distance(gt) == 50
+    c = baseline_counts(gt, gt)
+    assert (c.precision, c.recall, c.f1) == (1.0, 1.0, 1.0)
+    near = baseline_counts(_rows([110, 160, 210]), gt)  # 10 px low: within the tolerance
+    assert near.f1 == pytest.approx(1.0)
+    far = baseline_counts(_rows([160, 210, 260]), gt)  # 60 px low: past 3 tolerances of its own line, ...
+    assert far.recall == pytest.approx(2 / 3)  # ... but 10 px under the next: only the first line is missed
+
+
+def test_a_split_line_is_found_and_a_merged_pair_loses_precision():
+    gt = [[(100, 100), (300, 100)], [(400, 100), (600, 100)], [(100, 150), (600, 150)]]
+    split = [[(100, 100), (300, 100)], [(400, 100), (600, 100)], [(100, 150), (340, 150)], [(360, 150), (600, 150)]]
+    assert baseline_counts(split, gt).f1 > 0.95
+    merged = [[(100, 100), (600, 100)], [(100, 150), (600, 150)]]
+    c = baseline_counts(merged, gt)
+    assert c.recall > 0.95
+    assert 0.6 < c.precision < 0.8  # the merged line counts only against one of its two: 200 of 500 px lost
+
+
+def test_missed_and_extra_baselines_and_page_sums():
+    gt = _rows([100, 150])
+    missed = baseline_counts(_rows([100]), gt)
+    assert missed.precision == 1.0 and missed.recall == pytest.approx(0.5)
+    extra = baseline_counts(_rows([100, 150, 400]), gt)
+    assert extra.recall == 1.0 and extra.precision == pytest.approx(2 / 3, abs=0.01)
+    both = missed + extra
+    assert both.ground_truth == missed.ground_truth + extra.ground_truth
+    assert baseline_counts([], []).f1 == 1.0 and baseline_counts([], gt).f1 == 0.0
