@@ -254,7 +254,60 @@ def to_page_xml(record: PageRecord) -> bytes:
         for rank, alt in enumerate(others, start=2):
             text_equiv(tl, alt.text, alt.confidence, index=rank)
     sub(sub(region, "TextEquiv"), "Unicode", "\n".join(ln.text for ln in lines))
+    if record.entries:
+        _page_table(page, record, taken, sub)
     return _xml_bytes(root)
+
+
+def _custom_value(value: object) -> str:
+    """Return a value fit for a PAGE ``custom`` attribute (Transkribus syntax: no ``;{}`` inside values)."""
+    return re.sub(r"[;{}\n]", ",", str(value)).strip()
+
+
+def _page_table(page: etree._Element, record: PageRecord, taken: set[str], sub: Callable[..., etree._Element]) -> None:
+    """Add the register's entries as a TableRegion: one row per entry, one cell (a TextRegion) per column.
+
+    A cell holds its text (TextEquiv), its row and column (TableCellRole) and,
+    in ``custom``, its column's role and printed label, its lines' ids and the
+    persons read in it, Transkribus-style (``person {offset:0; length:5;
+    lastname:Gelot; firstname:Joseph;}``, offsets into the cell text). The
+    lines themselves stay in the text region, so no text is counted twice.
+    The entry's act number, ISO date and nature go in the first cell's
+    ``custom`` (PAGE has no element for them).
+    """
+    from registers.layout import ROLES
+
+    w, h = record.width, record.height
+    boxes = [e.box for e in record.entries]
+    table_box = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+    roles = [r for r in ROLES if any(e.cell(r) for e in record.entries)]
+    table = sub(page, "TableRegion", id=xml_id("table_1", "table", taken), rows=len(record.entries), columns=len(roles))
+    sub(table, "Coords", points=_points_comma(_clamp_points(_box_polygon(table_box), w, h)))
+    for entry in record.entries:
+        for n, cell in enumerate(c for c in entry.cells if c.role in roles):
+            tags = [f"structure {{type:{_custom_value(cell.role)};" + (f" label:{_custom_value(cell.label)};" if cell.label else "") + "}"]
+            tags.append(f"lines {{ids:{_custom_value(' '.join(cell.line_ids))};}}")
+            if n == 0:
+                fields = [("act", entry.act_number), ("nature", entry.nature)]
+                if entry.date is not None:
+                    fields += [("date", entry.date.iso), ("dateText", entry.date.raw)]
+                tags.append("entry {" + "".join(f"{k}:{_custom_value(v)}; " for k, v in fields if v).strip() + "}")
+            if cell.role == "names":
+                for p in entry.persons:
+                    parts = [("offset", p.start), ("length", p.end - p.start), ("lastname", p.surname),
+                             ("firstname", p.first_names), ("title", p.title), ("domicile", p.domicile),
+                             ("conf", f"{p.confidence:.4f}")]  # fmt: skip
+                    tags.append("person {" + " ".join(f"{k}:{_custom_value(v)};" for k, v in parts if v != "") + "}")
+            region = sub(
+                table,
+                "TextRegion",
+                id=xml_id(f"entry{entry.index}_{cell.role}", "cell", taken),
+                custom=" ".join(tags),
+            )
+            sub(region, "Coords", points=_points_comma(_clamp_points(_box_polygon(cell.box), w, h)))
+            roles_el = sub(region, "Roles")
+            sub(roles_el, "TableCellRole", rowIndex=entry.index, columnIndex=roles.index(cell.role))
+            sub(sub(region, "TextEquiv"), "Unicode", cell.text)
 
 
 def _xml_bytes(root: etree._Element) -> bytes:

@@ -46,7 +46,7 @@ _NOT_NAMES = frozenset(
 _SKIP_IN_PARENS = frozenset("par pour le la les mandataire de du des heritiers et representants mineur dumineur "
                             "apres deces au profit auprofit".split())  # fmt: skip
 _TOKEN = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’^\-]*|[()]")
-_GLUED = re.compile(r"^(par|de|du|des|au|à|a|et|le|la|d')(?=[A-ZÀ-Ý])")
+_GLUED = re.compile(r"^(par|de|du|des|au|à|a|et|le|la|d'|rue|pour)(?=[A-ZÀ-Ý])")
 _DOMICILE = re.compile(r"\b(?:dem(?:eurant|\^?t|t)|dom(?:icili[ée]e?)?\.?|de)\s+(?:à\s+)?(?=[A-ZÀ-Ý])|\bà\s+(?=[A-ZÀ-Ý])")
 
 _DOMICILE_END = re.compile(
@@ -172,7 +172,11 @@ def _surname_run(toks: list[_Tok], i: int, know: NameKnowledge) -> int:
 
 def _first_names(toks: list[_Tok], i: int, know: NameKnowledge) -> tuple[list[_Tok], int]:
     names = []
-    while i < len(toks) and know.is_firstname(toks[i].text):
+    while i < len(toks):
+        word = toks[i].text
+        # Inside a run of first names a clerk may write one in lower case ("Pierre hyacinthe Théophile").
+        if not (know.is_firstname(word) or (names and know.is_firstname(word[:1].upper() + word[1:]))):
+            break
         names.append(toks[i])
         i += 1
     return names, i
@@ -236,7 +240,9 @@ def _others(toks: list[_Tok], used: set[int], know: NameKnowledge) -> list[Perso
         title = _title(tok)
         j = i + 1 if title else i
         first, k = _first_names(toks, j, know)
-        if not title and not first:
+        # "Notre Dame", "St Louis", "rue Jean Jaurès": a first name after a place word names a place.
+        after_place = i > 0 and (toks[i - 1].key in _NOT_NAMES or toks[i - 1].key in ("st", "ste", "rue"))
+        if not title and (not first or after_place):
             i += 1
             continue
         end = _surname_run(toks, k, know)
