@@ -244,6 +244,8 @@ class _Prepared:
     regions: list[tuple[int, int]]  # x range of the page each crop covers, for word boxes
     timings: dict[str, float]
     segmenter: str = ""  # "rules" or the learned line finder's version
+    segmentation_confidence: float | None = None  # segmentation.types.PageSegmentation.confidence
+    low_segmentation_confidence: bool = False
 
 
 def _reason(stage: str, exc: BaseException) -> str:
@@ -289,6 +291,8 @@ def prepare_page(data: bytes, job: PageJob, settings: Settings) -> _Prepared:
         regions,
         {"segment": t2 - t1, "load": t1 - t0},
         segmenter_version(params),
+        None if seg.confidence is None else round(seg.confidence, 4),
+        seg.low_confidence,
     )
 
 
@@ -375,6 +379,8 @@ def build_record(prep: _Prepared, decoded: list[Any | None], engine: Engine, cre
         decoder=engine.decoder_name,
         lm_version=engine.lm_version,
         segmenter=prep.segmenter,
+        segmentation_confidence=prep.segmentation_confidence,
+        low_segmentation_confidence=prep.low_segmentation_confidence,
         software=software_version(),
         created=created,
     )

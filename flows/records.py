@@ -87,6 +87,10 @@ class PageRecord:
     decoder: str
     lm_version: str | None = None
     segmenter: str = ""  # "rules" or "learned:<line finder version>"
+    #: The line finder's certainty over the page (0–1; None for the rule-based finder), and whether it is too low
+    #: to trust: a blank, damaged or unusually laid-out page, whose few lines may not be all there is.
+    segmentation_confidence: float | None = None
+    low_segmentation_confidence: bool = False
     software: str = "registre"
     created: str = ""
     #: The register's entries (table rows) with their fields and persons; empty for a page with no table.

@@ -57,6 +57,7 @@ class PageRows:
     grid: Grid
     spacing: float  # line spacing, working pixels
     rows: list[_RowInk]
+    confidence: float | None = None  # the learned finder's certainty over the page (see page_confidence)
 
 
 def _working_scale(shape: tuple[int, int], work_pixels: int) -> float:
@@ -203,7 +204,25 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
             if r.network_sure(params.stamp_spare)
             or (np.hypot(r.xs - cx, r.ys - cy) < reach).mean() < params.stamp_share
         ]
-    return PageRows(tf, float(angle), levelled, ink, text, ruling, grid, spacing, rows)
+    confidence = page_confidence(rows, text) if params.line_model is not None else None
+    return PageRows(tf, float(angle), levelled, ink, text, ruling, grid, spacing, rows, confidence)
+
+
+def page_confidence(rows: list[_RowInk], text: np.ndarray) -> float:
+    """Return the learned finder's certainty (0–1) over a page: how sure it is of its lines times the ink they hold.
+
+    The first factor is the mean of each row's band (90th percentile) and region
+    (mean) probabilities over its ink, weighted by ink; the second the share of
+    the page's text ink (rules removed) that lies in the rows kept. A blank page
+    scores 0; a page of writing the network does not see as lines, or sees only
+    in part (damage, an unusual layout), scores low.
+    """
+    ink = np.array([len(r.xs) for r in rows], np.float64)
+    total = float(np.count_nonzero(text))
+    if not len(rows) or total == 0:
+        return 0.0
+    sure = np.array([(r.band_q90 + r.region_mean) / 2 for r in rows], np.float64)
+    return float(np.dot(ink, sure) / ink.sum() * min(1.0, ink.sum() / total))
 
 
 def _reading_key(row: _RowInk, grid: Grid) -> tuple[int, float, int]:
@@ -314,4 +333,6 @@ def segment_page(page: PageImage, params: SegmentationParams | None = None) -> P
         line_spacing=float(spacing / tf.scale),
         table=_table(grid, tf),
         rules=rules,
+        confidence=found.confidence,
+        low_confidence=found.confidence is not None and found.confidence < params.low_confidence,
     )

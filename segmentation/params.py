@@ -110,6 +110,10 @@ class SegmentationParams:
     # already parted the lines it sees. Training pages 1::4 P/R 0.9314/0.9391 at the rules' 1.5 ->
     # 0.9364/0.9416 at 2.5 (3, 5 and 100 the same; 2.0 half-way); validation unchanged (0.9491/0.9362).
     learned_split_gap: float = 3.0
+    # A page whose line-finder confidence (segmentation.lines.page_confidence) is below this is flagged. The
+    # validation pages of every corpus measure 0.82-0.99 (at 1x and 0.5x); a blank, a noise, a blurred-out page 0,
+    # a register page turned 90 degrees 0.32.
+    low_confidence: float = 0.6
     learned_outline: bool = True  # a line's polygon is its basin's region, not its padded ink outline
     learned_clip: float | None = 2.0  # ... cut to its ink's box padded this many times the ink outline's pads
     # Seeds: band components above this probability, and components above ``band_floor`` that hold none (a

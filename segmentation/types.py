@@ -87,6 +87,10 @@ class PageSegmentation:
     positive when the scan's content slopes down to the right); ``line_spacing``
     the estimated distance between text rows, in original pixels; ``rules`` the
     detected rule segments as ((x0, y0), (x1, y1)) in original pixels.
+    ``confidence`` (0–1) is the learned line finder's certainty over the page
+    (None for the rule-based finder); ``low_confidence`` says that the page is
+    blank, damaged or laid out unlike anything it was trained on, so few or
+    wrong lines are to be expected.
     """
 
     lines: list[Line]
@@ -96,6 +100,8 @@ class PageSegmentation:
     line_spacing: float = 0.0
     table: Table | None = None
     rules: list[tuple[Point, Point]] = field(default_factory=list)
+    confidence: float | None = None
+    low_confidence: bool = False
 
     @property
     def columns(self) -> list[tuple[int, int]]:

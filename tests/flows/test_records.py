@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -160,3 +161,14 @@ def test_colliding_ids_are_made_unique() -> None:
     assert len({i.casefold() for i in ids.values()}) == 6
     assert ids["a.jpg"].startswith("a-") and ids["x y.jpg"].startswith("x_y-")
     assert assign_page_ids(["a.png", "a.jpg"]) == assign_page_ids(["a.jpg", "a.png"])  # order does not matter
+
+
+def test_segmentation_confidence_is_written_and_old_records_still_read() -> None:
+    rec = make_record()
+    rec.segmentation_confidence, rec.low_segmentation_confidence = 0.42, True
+    data = json.loads(record_to_json(rec))
+    assert (data["segmentation_confidence"], data["low_segmentation_confidence"]) == (0.42, True)
+    assert record_from_json(record_to_json(rec)) == rec
+    del data["segmentation_confidence"], data["low_segmentation_confidence"]  # a record written before them
+    old = record_from_json(json.dumps(data))
+    assert old.segmentation_confidence is None and not old.low_segmentation_confidence

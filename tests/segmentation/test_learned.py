@@ -5,6 +5,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from scipy.ndimage import find_objects
@@ -17,6 +18,7 @@ from segmentation.lines import SegmentationParams, segment_page
 from segmentation.loading import load_page_file
 from segmentation.rows import _RowInk
 from segmentation.text_filters import _looks_like_text
+from segmentation.types import PageImage
 
 LEARNED = SegmentationParams(line_model=str(DEFAULT_LINE_MODEL))
 
@@ -213,3 +215,15 @@ def test_header_words_under_a_stamp_are_kept_when_the_network_is_sure_of_them():
 
     assert overlapping(LEARNED) >= 3  # measured 4 (IoU 0.34, 0.47, 0.56, 0.42)
     assert overlapping(replace(LEARNED, stamp_spare=None)) == 0
+
+
+def test_a_page_the_network_cannot_read_as_lines_says_so(example_page):
+    gray = load_page_file(example_page).pixels
+    seg = segment_page(PageImage(gray), LEARNED)
+    assert seg.confidence >= 0.8 and not seg.low_confidence  # measured 0.94
+    turned = segment_page(PageImage(cv2.rotate(gray, cv2.ROTATE_90_CLOCKWISE)), LEARNED)
+    assert turned.low_confidence  # its rows run down the page: measured 0.3
+    blank = segment_page(PageImage(np.full((1200, 900), 230, np.uint8)), LEARNED)
+    assert blank.lines == [] and blank.confidence == 0.0 and blank.low_confidence
+    rules = segment_page(PageImage(np.full((1200, 900), 230, np.uint8)), SegmentationParams())
+    assert rules.confidence is None and not rules.low_confidence  # the rule-based finder has no such measure
