@@ -70,7 +70,7 @@ from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import Task, exponential_backoff
 
-from flows.lease import DestinationLease
+from flows.lease import DestinationBusy, DestinationLease
 from flows.manifest import DONE, FAILED, ManifestEntry, consolidate, latest_by_source, plan_pages, read_manifest
 from flows.manifest import write_part as write_manifest_part
 from flows.names import NamesSummary, update_names_index
@@ -537,7 +537,12 @@ def digitize_archive(
         stale_after_s=settings.lease_stale_s,
         on_lost=lease_lost,
     )
-    lease.acquire()  # raises DestinationBusy, naming the run that holds it
+    try:
+        lease.acquire()
+    except DestinationBusy as exc:
+        # A clear message, in the UI and for the CLI, not a traceback: the run never started.
+        logger.error("%s", exc)
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
     if lease.took_over:
         summary.lease_takeover = lease.took_over
         logger.warning("took over the stale lease of %s", lease.took_over)
