@@ -164,7 +164,7 @@ def header_columns(lines: list[RegisterLine], page_height: int) -> tuple[list[Co
     columns = []
     for role, group in labelled:
         x0, x1 = min(ln.box[0] for ln in group), max(ln.box[2] for ln in group)
-        label = max(group, key=lambda ln: (scores.get(ln.id, 0.0), len(ln.text))).text.strip()
+        label = max(group, key=lambda ln: (scores.get(ln.id, 0.0) >= 90, -ln.box[1])).text.strip()
         columns.append(Column(role, label, x0, x1))
     header_lines = [ln for group in spans.values() for ln in group]
     bottom = max(ln.box[3] for ln in header_lines)
