@@ -25,6 +25,7 @@ def test_deployments_are_valid(config: dict, monkeypatch: pytest.MonkeyPatch) ->
     assert set(names) == {"digitize-archive", "digitize-archive-gpu", "digitize-archive-dask"}
     assert {d["work_pool"]["name"] for d in names.values()} == {"registre-cpu", "registre-gpu"}
     for dep in names.values():
+        assert dep["concurrency_limit"] == 1
         flow = load_flow_from_entrypoint(dep["entrypoint"])
         assert flow.name == "digitize-archive"
         params = flow.validate_parameters(dep["parameters"])
@@ -58,3 +59,7 @@ def test_prefect_deploy_all_registers_the_deployments(monkeypatch: pytest.Monkey
     assert nightly.work_pool_name == "registre-cpu" and nightly.parameters["options"]["chunk_size"] == 20
     assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
     assert deployments["digitize-archive-gpu"].work_pool_name == "registre-gpu"
+    # One run at a time per deployment: a concurrency limit of one, held by the server.
+    for name in ("digitize-archive", "digitize-archive-gpu", "digitize-archive-dask"):
+        limit = deployments[name].global_concurrency_limit
+        assert limit is not None and limit.limit == 1, name
