@@ -40,7 +40,7 @@ SPACING = 50
 class DrawnLine:
     """A text line drawn on the test page: its column, text and box (x0, y0, x1, y1) in page pixels."""
 
-    column: int
+    column: int | None
     text: str
     box: tuple[int, int, int, int]
     baseline_y: int
@@ -139,3 +139,22 @@ def rotate_page(page: DrawnPage, angle: float) -> tuple[DrawnPage, np.ndarray]:
         bx1, by1 = pts.max(axis=0)
         lines.append(DrawnLine(ln.column, ln.text, (int(bx0), int(by0), int(bx1), int(by1)), ln.baseline_y))
     return DrawnPage(turned, lines, page.rule_xs), m
+
+
+def draw_letter(seed: int = 0, rows: int = 14, width: int = 1200, height: int = 1500) -> DrawnPage:
+    """Return an unruled page of prose, as a letter or a will: a page number at the top right, lines of uneven
+    length from the left margin, an indented first line, a signature at the bottom right. Lines are in reading
+    order; ``column`` is None for all (no table)."""
+    rng = np.random.default_rng(seed)
+    img = np.full((height, width), 226, np.uint8)
+    lines = [DrawnLine(None, "12", _put(img, "12", width - 150, 90, 1.0, 30), 90)]
+    for i in range(rows):
+        base = 200 + i * 70
+        x = 220 if i == 0 else 100
+        text = " ".join(rng.choice(WORDS, int(rng.integers(4, 8))))
+        while cv2.getTextSize(text, FONT, 1.3, 2)[0][0] > width - 100 - x:
+            text = text.rsplit(" ", 1)[0]
+        lines.append(DrawnLine(None, text, _put(img, text, x, base, 1.3, 25), base))
+    base = 200 + rows * 70 + 60
+    lines.append(DrawnLine(None, "Louis Martin", _put(img, "Louis Martin", width - 450, base, 1.3, 25), base))
+    return DrawnPage(img, lines, [])

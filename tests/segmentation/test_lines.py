@@ -1,11 +1,12 @@
 import cv2
 import numpy as np
 import pytest
-from drawn_pages import SPACING, DrawnPage, draw_register, rotate_page
+from drawn_pages import SPACING, DrawnPage, draw_letter, draw_register, rotate_page
 
 from ocr.groundtruth import read_alto
 from segmentation.crop import LINE_HEIGHT, crop_line
 from segmentation.evaluate import count_matches, match_lines
+from segmentation.learned import DEFAULT_LINE_MODEL
 from segmentation.lines import SegmentationParams, estimate_line_spacing, find_rows, segment_page
 from segmentation.loading import load_page_file
 from segmentation.rows import _RowInk
@@ -300,3 +301,15 @@ def test_ditto_with_a_speck_beside_it_is_still_a_ditto():
     assert _is_ditto(row, 50.0, SegmentationParams())
     one = _RowInk(ys[xs < 15], xs[xs < 15], 12.0)  # a single stroke and the crumb: no ditto
     assert not _is_ditto(one, 50.0, SegmentationParams())
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_a_letter_reads_top_to_bottom_without_columns(learned):
+    page = draw_letter()
+    params = SegmentationParams(line_model=str(DEFAULT_LINE_MODEL)) if learned else SegmentationParams()
+    seg = segment_page(PageImage(page.gray), params)
+    assert seg.table is None and all(ln.column is None and ln.cell is None for ln in seg.lines)
+    hits = [covering_line(seg, *drawn.centre) for drawn in page.lines]
+    orders = [seg.lines[h[0]].order for h in hits if len(h) == 1]
+    assert len(orders) >= len(page.lines) - 1  # the network misses the small page number
+    assert orders == sorted(orders)  # page number, the lines of prose, the signature
