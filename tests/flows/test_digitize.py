@@ -258,3 +258,48 @@ def test_retry_condition_retries_transient_errors_only() -> None:
     assert not verdict(StorageError("access denied"))
     assert not verdict(TruncatedImage("page.jpg: the file is truncated"))
     assert not verdict(ValueError("bug"))
+
+
+def test_failed_pages_are_found_from_the_runs_logs_task_states_and_final_message(
+    tmp_path: Path, tiny_model: Path, page_bytes: dict[str, bytes], write_pages
+) -> None:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, LogFilterLevel
+
+    good = sorted(page_bytes)[0]
+    first = page_bytes[good]
+    # Chunks by bytes: the scan alone in one chunk, the two broken files in the other.
+    src = write_pages(tmp_path / "src", {"a.jpg": first, "notes.png": b"", "z-broken.jpg": first[:5000]})
+    summary = run_digitize(str(src), str(tmp_path / "out"), settings_for(tiny_model))
+    assert (summary.done, summary.failed, summary.chunks) == (1, 2, 2)
+    assert 0 < summary.work_seconds < summary.seconds and summary.pages_per_minute > 0
+    run_id = summary.flow_run_id
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run_id)
+        tasks = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run_id])))
+    assert flow_run.state.is_failed()
+    assert flow_run.state.message == "2 of 3 pages failed: image: EmptyFile ×1, image: TruncatedImage ×1"
+    chunks = {t.name: t.state for t in tasks if t.name.startswith("chunk-")}
+    assert chunks["chunk-0"].name == "Completed" and not chunks["chunk-0"].message
+    assert chunks["chunk-1"].is_completed() and chunks["chunk-1"].name == "AllPagesFailed"
+    assert chunks["chunk-1"].message.startswith("all 2 pages failed: image: EmptyFile ×1")
+
+    # Each failed page is a WARNING line of the run's logs, with its page id, source key and reason.
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]), level=LogFilterLevel(ge_=30))
+            )
+        messages = [log.message for log in logs]
+        if len(messages) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert any(m.startswith("page notes (notes.png) failed: image: EmptyFile") for m in messages), messages
+    assert any(m.startswith("page z-broken (z-broken.jpg) failed: image: TruncatedImage") for m in messages)
+
+    # The page table names source keys, with the reason's kind (the full reason is in the manifest).
+    table = artifacts_of(run_id)["digitize-pages"].data
+    rows = {r["source"]: r for r in (json.loads(table) if isinstance(table, str) else table)}
+    assert set(rows) == {"a.jpg", "notes.png", "z-broken.jpg"}
+    assert rows["z-broken.jpg"]["reason"] == "image: TruncatedImage" and rows["a.jpg"]["reason"] == ""
+    assert "first page started to the last page finished" in artifacts_of(run_id)["digitize-summary"].data
