@@ -101,17 +101,21 @@ def match_lines(
     index appears once, in order, as ``(pred or None, gt)``; then every unmatched
     prediction as ``(pred, None)``.
     """
-    m = iou_matrix(pred_polygons, gt_polygons)
+    return _assign(iou_matrix(pred_polygons, gt_polygons), iou)
+
+
+def _assign(m: np.ndarray, threshold: float) -> list[tuple[int | None, int | None]]:
+    """Return the one-to-one pairs of an (n_pred, n_gt) score matrix maximising the summed score ≥ ``threshold``."""
     matched_gt: dict[int, int] = {}
     if m.size:
-        score = np.where(m >= iou, m, 0.0)
+        score = np.where(m >= threshold, m, 0.0)
         rows, cols = linear_sum_assignment(score, maximize=True)
         for r, c in zip(rows, cols, strict=True):
             if score[r, c] > 0:
                 matched_gt[int(c)] = int(r)
     used = set(matched_gt.values())
-    pairs: list[tuple[int | None, int | None]] = [(matched_gt.get(g), g) for g in range(len(gt_polygons))]
-    pairs += [(p, None) for p in range(len(pred_polygons)) if p not in used]
+    pairs: list[tuple[int | None, int | None]] = [(matched_gt.get(g), g) for g in range(m.shape[1])]
+    pairs += [(p, None) for p in range(m.shape[0]) if p not in used]
     return pairs
 
 
@@ -254,6 +258,52 @@ class BaselineCounts:
         )
 
 
+def _tolerance(gt_baselines: Sequence[Sequence[Point]]) -> float:
+    """Return the page's baseline tolerance in pixels: :data:`BASELINE_TOLERANCE` of its interline distance."""
+    tolerance = BASELINE_TOLERANCE * interline_distance(gt_baselines)
+    if tolerance <= 0:  # one line a page: no interline distance; a twentieth of the line's length
+        spans = [np.ptp(np.asarray(b, np.float64).reshape(-1, 2)[:, 0]) for b in gt_baselines if len(b)]
+        tolerance = max(2.0, 0.05 * float(np.median(spans))) if spans else 2.0
+    return tolerance
+
+
+def _pair_coverage(
+    pred_baselines: Sequence[Sequence[Point]], gt_baselines: Sequence[Sequence[Point]], tolerance: float
+) -> tuple[list[np.ndarray], list[np.ndarray], dict[tuple[int, int], tuple[np.ndarray, np.ndarray]]]:
+    """Return the sample points of each predicted and ground-truth baseline (every half tolerance), and for each
+    pair close enough to touch, the cBAD scores of the predicted line's points against the ground-truth line and
+    of the ground-truth line's points against the predicted one."""
+    step = max(1.0, tolerance / 2)
+
+    def prepare(baselines: Sequence[Sequence[Point]]) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+        lines = [np.asarray(b, np.float64).reshape(-1, 2) for b in baselines]
+        samples = [_sample_polyline(b, step) if len(b) else np.zeros((0, 2)) for b in lines]
+        boxes = np.array(
+            [
+                [s[:, 0].min(), s[:, 1].min(), s[:, 0].max(), s[:, 1].max()] if len(s) else [np.inf] * 2 + [-np.inf] * 2
+                for s in samples
+            ]
+        ).reshape(-1, 4)
+        return lines, samples, boxes
+
+    pred_lines, pred, pb = prepare(pred_baselines)
+    gt_lines, gt, gb = prepare(gt_baselines)
+    reach = 3 * tolerance
+    near = (
+        (pb[:, None, 0] - reach < gb[None, :, 2])
+        & (gb[None, :, 0] - reach < pb[:, None, 2])
+        & (pb[:, None, 1] - reach < gb[None, :, 3])
+        & (gb[None, :, 1] - reach < pb[:, None, 3])
+    )
+    scores = {}
+    for i, j in zip(*np.nonzero(near), strict=True):
+        scores[int(i), int(j)] = (
+            _coverage(_distance_to_polyline(pred[i], gt_lines[j]), tolerance),
+            _coverage(_distance_to_polyline(gt[j], pred_lines[i]), tolerance),
+        )
+    return pred, gt, scores
+
+
 def baseline_counts(
     pred_baselines: Sequence[Sequence[Point]],
     gt_baselines: Sequence[Sequence[Point]],
@@ -268,42 +318,39 @@ def baseline_counts(
     (pixels) defaults to :data:`BASELINE_TOLERANCE` of the ground truth's
     interline distance; a point scores 1 within it, falling to 0 at 3 times it.
     """
-    if tolerance is None:
-        tolerance = BASELINE_TOLERANCE * interline_distance(gt_baselines)
-    if tolerance <= 0:  # one line a page: the median line's length sets no scale, a twentieth of the page does
-        spans = [np.ptp(np.asarray(b, np.float64).reshape(-1, 2)[:, 0]) for b in gt_baselines if len(b)]
-        tolerance = max(2.0, 0.05 * float(np.median(spans))) if spans else 2.0
-    step = max(1.0, tolerance / 2)
-    pred = [_sample_polyline(b, step) for b in pred_baselines if len(b)]
-    gt = [_sample_polyline(b, step) for b in gt_baselines if len(b)]
-    pred_lines = [np.asarray(b, np.float64).reshape(-1, 2) for b in pred_baselines if len(b)]
-    gt_lines = [np.asarray(b, np.float64).reshape(-1, 2) for b in gt_baselines if len(b)]
-    reach = 3 * tolerance
-
-    def boxes(samples: list[np.ndarray]) -> np.ndarray:
-        if not samples:
-            return np.zeros((0, 4))
-        return np.array([[s[:, 0].min(), s[:, 1].min(), s[:, 0].max(), s[:, 1].max()] for s in samples])
-
-    pb, gb = boxes(pred), boxes(gt)
-    near = (
-        (pb[:, None, 0] - reach < gb[None, :, 2])
-        & (gb[None, :, 0] - reach < pb[:, None, 2])
-        & (pb[:, None, 1] - reach < gb[None, :, 3])
-        & (gb[None, :, 1] - reach < pb[:, None, 3])
-    )
+    tolerance = tolerance or _tolerance(gt_baselines)
+    pred, gt, scores = _pair_coverage(pred_baselines, gt_baselines, tolerance)
     gt_best = [np.zeros(len(s)) for s in gt]
-    pred_covered = 0.0
-    for i, points in enumerate(pred):
-        best = 0.0
-        for j in np.flatnonzero(near[i]):
-            best = max(best, float(_coverage(_distance_to_polyline(points, gt_lines[j]), tolerance).sum()))
-            score = _coverage(_distance_to_polyline(gt[j], pred_lines[i]), tolerance)
-            np.maximum(gt_best[j], score, out=gt_best[j])
-        pred_covered += best
+    pred_best = np.zeros(len(pred))
+    for (i, j), (pred_score, gt_score) in scores.items():
+        pred_best[i] = max(pred_best[i], float(pred_score.sum()))
+        np.maximum(gt_best[j], gt_score, out=gt_best[j])
     return BaselineCounts(
         predicted=float(sum(len(s) for s in pred)),
-        predicted_covered=pred_covered,
+        predicted_covered=float(pred_best.sum()),
         ground_truth=float(sum(len(s) for s in gt)),
         ground_truth_covered=float(sum(s.sum() for s in gt_best)),
     )
+
+
+def match_baselines(
+    pred_baselines: Sequence[Sequence[Point]],
+    gt_baselines: Sequence[Sequence[Point]],
+    min_score: float = 0.5,
+    tolerance: float | None = None,
+) -> list[tuple[int | None, int | None]]:
+    """Return a one-to-one matching of predicted to ground-truth lines by their baselines, as ``match_lines`` does.
+
+    A pair's score is the mean of the two directed cBAD coverages (the share of
+    each baseline lying on the other, as kraken's baseline metric pairs lines);
+    the pairs maximise the summed score (Hungarian), and count when it reaches
+    ``min_score``. Unlike polygon IoU it does not depend on how tall a
+    transcriber drew a line's polygon.
+    """
+    tolerance = tolerance or _tolerance(gt_baselines)
+    _, _, scores = _pair_coverage(pred_baselines, gt_baselines, tolerance)
+    m = np.zeros((len(pred_baselines), len(gt_baselines)))
+    for (i, j), (pred_score, gt_score) in scores.items():
+        if len(pred_score) and len(gt_score):
+            m[i, j] = (pred_score.mean() + gt_score.mean()) / 2
+    return _assign(m, min_score)

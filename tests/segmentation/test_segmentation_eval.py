@@ -7,6 +7,7 @@ from segmentation.evaluate import (
     interline_distance,
     iou_matrix,
     line_precision_recall,
+    match_baselines,
     match_lines,
     polygon_iou,
 )
@@ -89,3 +90,14 @@ def test_missed_and_extra_baselines_and_page_sums():
     both = missed + extra
     assert both.ground_truth == missed.ground_truth + extra.ground_truth
     assert baseline_counts([], []).f1 == 1.0 and baseline_counts([], gt).f1 == 0.0
+
+
+def test_lines_match_by_baseline_whatever_the_height_of_their_polygons():
+    gt_polys, gt_bases = [box(100, 40, 500, 160), box(100, 160, 500, 280)], _rows([130, 250])  # drawn tall and loose
+    pred_polys, pred_bases = [box(100, 100, 500, 140), box(100, 220, 500, 260)], _rows([132, 251])  # drawn tight
+    assert match_lines(pred_polys, gt_polys) == [(None, 0), (None, 1), (0, None), (1, None)]  # IoU 0.33
+    assert match_baselines(pred_bases, gt_bases) == [(0, 0), (1, 1)]
+    split = [[(100, 130), (340, 130)], [(360, 130), (500, 130)]]  # the first line in two: its longer half matches
+    assert match_baselines(split, gt_bases[:1]) == [(0, 0), (1, None)]
+    beside = _rows([130], x0=600, x1=900)  # on the first line's height, in the next column: no line of the truth
+    assert match_baselines(beside, gt_bases) == [(None, 0), (None, 1), (0, None)]
