@@ -29,7 +29,8 @@ Figures, per corpus and scale:
 * baseline precision / recall / F in the manner of ICDAR 2017 cBAD
   (``segmentation.evaluate.baseline_counts``: tolerance a quarter of the
   interline distance), which does not depend on how loosely a transcriber drew
-  a polygon;
+  a polygon, and the stricter one-to-one baseline F of kraken's metric
+  (``paired_baselines``: a split or short line costs its share);
 * line precision / recall at polygon IoU ≥ 0.5, and the learned finder's page
   confidence (mean, and pages flagged low).
 
@@ -68,10 +69,12 @@ from segmentation.crop import crop_line  # noqa: E402
 from segmentation.evaluate import (  # noqa: E402
     BaselineCounts,
     MatchCounts,
+    PairedBaselines,
     baseline_counts,
     count_matches,
     match_baselines,
     match_lines,
+    paired_baselines,
 )
 from segmentation.learned import DEFAULT_LINE_MODEL, line_network  # noqa: E402
 from segmentation.lines import SegmentationParams, segment_page  # noqa: E402
@@ -130,6 +133,7 @@ class PageResult:
     group: str
     counts: MatchCounts
     baselines: BaselineCounts
+    paired: PairedBaselines
     confidence: float | None
     low: bool
     seg_ms: float
@@ -212,11 +216,13 @@ def score_page(
     pairs = match_lines([ln.polygon for ln in seg.lines], gt_polygons)
     counts = count_matches(pairs)
     bl = baseline_counts([ln.baseline for ln in seg.lines], gt_baselines)
+    paired = paired_baselines([ln.baseline for ln in seg.lines], gt_baselines)
     group = f"{page.corpus} ({page.split})" if kind == "val" else "train pages"
     r = PageResult(
         group,
         counts,
         bl,
+        paired,
         seg.confidence,
         seg.low_confidence,
         1000 * (t2 - t1),
@@ -248,8 +254,8 @@ def report(zoom: float, results: list[PageResult], cer: dict[str, GroupCer] | No
     print()
     print(f"### scale {zoom:g}x" + (" (pages and ground truth rescaled)" if zoom != 1.0 else ""))
     print()
-    head = "| pages | n | gt lines | IoU P | IoU R | baseline P | baseline R | baseline F | conf (low) |"
-    rule = "|---|--:|--:|--:|--:|--:|--:|--:|--:|"
+    head = "| pages | n | gt lines | IoU P | IoU R | baseline P | baseline R | baseline F | 1:1 BL F | conf (low) |"
+    rule = "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
     if cer:
         head += " CER GT lines | CER end-to-end | gap (points) |"
         rule += "--:|--:|--:|"
@@ -259,11 +265,12 @@ def report(zoom: float, results: list[PageResult], cer: dict[str, GroupCer] | No
         rs = by_group[group]
         c = sum((r.counts for r in rs), MatchCounts())
         b = sum((r.baselines for r in rs), BaselineCounts())
+        one = sum((r.paired for r in rs), PairedBaselines())
         confs = [r.confidence for r in rs if r.confidence is not None]
         conf = f"{statistics.mean(confs):.2f} ({sum(r.low for r in rs)})" if confs else "-"
         row = (
             f"| {group} | {len(rs)} | {c.ground_truth} | {c.precision:.3f} | {c.recall:.3f} | "
-            f"{b.precision:.3f} | {b.recall:.3f} | {b.f1:.3f} | {conf} |"
+            f"{b.precision:.3f} | {b.recall:.3f} | {b.f1:.3f} | {one.f1:.3f} | {conf} |"
         )
         if cer and group in cer:
             g = cer[group]
@@ -345,7 +352,8 @@ def main() -> None:
     print(f"line finder: {args.segmenter}{model}{seeds if args.segmenter == 'learned' else ''}")
     print(f"data: {args.data}; {sum(k == 'val' for _, k in pages)} validation pages")
     print("lines matched one-to-one at polygon IoU ≥ 0.5 (Hungarian); baselines scored as in cBAD (tolerance 0.25 x")
-    print("interline distance); confidence: the learned finder's page confidence (pages flagged low)")
+    print("interline distance; 1:1: lines paired one-to-one, as kraken scores them); confidence: the learned")
+    print("finder's page confidence (pages flagged low)")
     if args.cer:
         print(f"CER: greedy decoding, recognizer {args.model.name}; end-to-end: lines matched by baseline, missed")
         print("lines' text counted as deleted, extra lines' readings as inserted; gap = end-to-end minus GT-line CER")

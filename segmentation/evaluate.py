@@ -347,10 +347,67 @@ def match_baselines(
     ``min_score``. Unlike polygon IoU it does not depend on how tall a
     transcriber drew a line's polygon.
     """
+    return _assign(_pair_scores(pred_baselines, gt_baselines, tolerance), min_score)
+
+
+def _pair_scores(
+    pred_baselines: Sequence[Sequence[Point]], gt_baselines: Sequence[Sequence[Point]], tolerance: float | None
+) -> np.ndarray:
+    """Return the (n_pred, n_gt) matrix of pair scores: the mean of the two directed cBAD coverages."""
     tolerance = tolerance or _tolerance(gt_baselines)
     _, _, scores = _pair_coverage(pred_baselines, gt_baselines, tolerance)
     m = np.zeros((len(pred_baselines), len(gt_baselines)))
     for (i, j), (pred_score, gt_score) in scores.items():
         if len(pred_score) and len(gt_score):
             m[i, j] = (pred_score.mean() + gt_score.mean()) / 2
-    return _assign(m, min_score)
+    return m
+
+
+@dataclass(frozen=True)
+class PairedBaselines:
+    """One-to-one baseline scores of one or more pages: line counts and the summed score of the matched pairs."""
+
+    predicted: int = 0
+    ground_truth: int = 0
+    score: float = 0.0
+
+    @property
+    def precision(self) -> float:
+        """Return the summed pair score per predicted line (0–1)."""
+        return self.score / self.predicted if self.predicted else float(self.ground_truth == 0)
+
+    @property
+    def recall(self) -> float:
+        """Return the summed pair score per ground-truth line (0–1)."""
+        return self.score / self.ground_truth if self.ground_truth else 1.0
+
+    @property
+    def f1(self) -> float:
+        """Return the harmonic mean of precision and recall."""
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def __add__(self, other: PairedBaselines) -> PairedBaselines:
+        return PairedBaselines(
+            self.predicted + other.predicted, self.ground_truth + other.ground_truth, self.score + other.score
+        )
+
+
+def paired_baselines(
+    pred_baselines: Sequence[Sequence[Point]],
+    gt_baselines: Sequence[Sequence[Point]],
+    tolerance: float | None = None,
+) -> PairedBaselines:
+    """Return the strict, line-by-line baseline score of a page, as kraken's baseline metric computes it.
+
+    Lines are paired one-to-one maximising the summed pair score (no threshold);
+    precision and recall are that sum per predicted and per ground-truth line. A
+    split line scores its longer half and counts the other as a line too many; a
+    short baseline scores the share it covers.
+    """
+    m = _pair_scores(pred_baselines, gt_baselines, tolerance)
+    total = 0.0
+    if m.size:
+        rows, cols = linear_sum_assignment(m, maximize=True)
+        total = float(m[rows, cols].sum())
+    return PairedBaselines(len(pred_baselines), len(gt_baselines), total)

@@ -9,6 +9,7 @@ from segmentation.evaluate import (
     line_precision_recall,
     match_baselines,
     match_lines,
+    paired_baselines,
     polygon_iou,
 )
 
@@ -101,3 +102,14 @@ def test_lines_match_by_baseline_whatever_the_height_of_their_polygons():
     assert match_baselines(split, gt_bases[:1]) == [(0, 0), (1, None)]
     beside = _rows([130], x0=600, x1=900)  # on the first line's height, in the next column: no line of the truth
     assert match_baselines(beside, gt_bases) == [(None, 0), (None, 1), (0, None)]
+
+
+def test_paired_baselines_count_a_split_line_against_precision_and_a_short_one_against_both():
+    gt = _rows([100, 150])  # two lines 400 px long, tolerance 12.5 px
+    assert paired_baselines(gt, gt).f1 == pytest.approx(1.0)
+    split = [[(100, 100), (300, 100)], [(300, 100), (500, 100)], [(100, 150), (500, 150)]]
+    c = paired_baselines(split, gt)
+    assert c.recall == pytest.approx((0.75 + 1.0) / 2, abs=0.03)  # half the line covers half of it
+    assert c.precision == pytest.approx((0.75 + 1.0) / 3, abs=0.03)  # and the other half is a line too many
+    assert baseline_counts(split, gt).f1 > 0.99  # the coverage measure forgives a split
+    assert (paired_baselines(split, gt) + paired_baselines(gt, gt)).predicted == 5
