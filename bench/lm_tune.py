@@ -46,7 +46,7 @@ from lm.decoder import BeamDecoder, DecoderConfig, GreedyDecoder  # noqa: E402
 from ocr.corpus import DEFAULT_DATA, load_line_cache  # noqa: E402
 from ocr.metrics import ErrorRates  # noqa: E402
 
-LINE_CACHE = REPO / ".cache" / "lines-h48.pkl"
+LINE_CACHE = REPO / ".cache" / "lines-all-h48.pkl"
 DEFAULT_MODEL = REPO / "models" / "registre-crnn.pt"
 
 

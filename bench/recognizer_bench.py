@@ -117,7 +117,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=None)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--cache", type=Path, default=Path(".cache/lines-h48.pkl"))
+    ap.add_argument("--cache", type=Path, default=Path(".cache/lines-all-h48.pkl"))
     ap.add_argument("--tesseract", action="store_true", help="also read the lines with Tesseract 5 fra")
     ap.add_argument("--quick", action="store_true", help="every 5th validation line")
     ap.add_argument("--threads", type=int, default=2)

@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--real", type=int, default=0, help="real training crops appended for comparison")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="shared data folder (names/, lectaurep/)")
-    ap.add_argument("--cache", type=Path, default=Path(".cache/lines-h48.pkl"), help="real line cache (for --real)")
+    ap.add_argument("--cache", type=Path, default=Path(".cache/lines-all-h48.pkl"), help="real line cache (for --real)")
     ap.add_argument("--quick", action="store_true", help="time 300 lines instead of 3000")
     args = ap.parse_args()
     cv2.setNumThreads(1)

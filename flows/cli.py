@@ -195,7 +195,7 @@ def train(
     ] = None,
     cache: Annotated[
         Path, typer.Option("--cache", help="Line-crop cache, plain or packed by `registre pack-lines`.")
-    ] = Path(".cache/lines-h48.pkl"),
+    ] = Path(".cache/lines-all-h48.pkl"),
     synthetic_from_cache: Annotated[
         bool,
         typer.Option(
@@ -218,7 +218,7 @@ def train(
     ] = 0.0,
     segmented_cache: Annotated[
         Path, typer.Option(help="The segmenter's crops of the training lines (built when missing).")
-    ] = Path(".cache/lines-seg-h48.pkl"),
+    ] = Path(".cache/lines-seg-all-h48.pkl"),
     channels: Annotated[
         str, typer.Option(help="A new model's CNN widths, four comma-separated numbers.")
     ] = "32,64,96,128",
@@ -316,7 +316,7 @@ def pack_lines(
     out: Annotated[Path, typer.Argument(help="The packed cache to write (for `registre train --cache`).")],
     data_dir: DataOpt = None,
     cache: Annotated[Path, typer.Option("--cache", help="The plain line cache to pack.")] = Path(
-        ".cache/lines-h48.pkl"
+        ".cache/lines-all-h48.pkl"
     ),
     synthetic: Annotated[int, typer.Option(min=0, help="Pre-render this many synthetic lines into it.")] = 0,
     splits: Annotated[str, typer.Option(help="Comma-separated splits to keep.")] = "train,val-seen,val-unseen",
@@ -353,7 +353,7 @@ def average_models_cmd(
     out: Annotated[Path, typer.Option("--out", help="The averaged model to write.")] = Path("models/registre-crnn.pt"),
     data_dir: DataOpt = None,
     cache: Annotated[Path, typer.Option("--cache", help="Line cache holding the validation lines.")] = Path(
-        ".cache/lines-h48.pkl"
+        ".cache/lines-all-h48.pkl"
     ),
 ) -> None:
     """Average fine-tunes of one model (a model soup), check it on the validation lines, write it."""

@@ -1,7 +1,8 @@
 """The LM's training text: transcriptions of the training pages, tokenized, plus name-class lines.
 
-Only pages whose split is ``train`` (``ocr.corpus.split_of``) are read, so the
-validation pages the decoder is tuned and measured on never leak into the model.
+Only pages whose split is ``train`` (``ocr/splits.toml``) are read, so the
+validation pages and held-out hands the decoder is tuned and measured on never
+leak into the model.
 
 Besides every training line as written, each line holding a rare name (seen at
 most ``rare_max`` times in the training text) is repeated with those names
@@ -19,27 +20,28 @@ from pathlib import Path
 
 from lm.names import FIRSTNAME_CLASS, SURNAME_CLASS, NameLexicon, read_names
 from lm.tokens import line_tokens, split_word
-from ocr.corpus import DEFAULT_DATA, split_of
-from ocr.groundtruth import find_ground_truth, read_alto
+from ocr.charset import label_text
+from ocr.corpus import DEFAULT_DATA, corpus_pages
+from ocr.groundtruth import read_ground_truth
 
 
 def training_lines(data_dir: Path = DEFAULT_DATA) -> list[str]:
-    """Return the non-empty NFC transcriptions of the training pages of ``data_dir/lectaurep/train``, in page order."""
-    lines: list[str] = []
-    for xml in find_ground_truth(Path(data_dir) / "lectaurep" / "train"):
-        page = read_alto(xml)
-        if split_of(page.id) == "train":
-            lines.extend(line.text for line in page.lines if line.text)
-    return lines
+    """Return the labels (``ocr.charset.label_text``) of every training page's lines under ``data_dir``, in key order.
+
+    Every corpus of the data folder counts: the registers' names and formulas,
+    and the other hands' French.
+    """
+    return [t for lines in training_volume_lines(data_dir).values() for t in lines]
 
 
 def training_volume_lines(data_dir: Path = DEFAULT_DATA) -> dict[str, list[str]]:
-    """Return ``{volume folder: training-page transcriptions}`` (for per-register hotwords)."""
+    """Return ``{volume folder: training-page labels}`` (for per-register hotwords), volumes in key order."""
     out: dict[str, list[str]] = {}
-    for xml in find_ground_truth(Path(data_dir) / "lectaurep" / "train"):
-        page = read_alto(xml)
-        if split_of(page.id) == "train":
-            out.setdefault(xml.parent.name, []).extend(line.text for line in page.lines if line.text)
+    for page in corpus_pages(Path(data_dir)):
+        if page.split != "train":
+            continue
+        labels = (label_text(line.text) for line in read_ground_truth(page.xml).lines if line.text)
+        out.setdefault(page.volume, []).extend(t for t in labels if t)
     return out
 
 

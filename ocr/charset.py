@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import string
 import unicodedata
 from collections.abc import Iterable
@@ -24,6 +25,33 @@ FRENCH_BASE = (
     + "Ÿ"
     + "'’.,;:!?-–()[]/&\"«»%+=*°^¥€£$§|"
 )
+#: Letters of foreign names the other corpora write (copiste-dun-jour's Wikipedia pages): added, not mapped,
+#: since a register may name a Spaniard or a German too.
+FOREIGN_LETTERS = "áíóúäÁÍÓÚÄ"
+
+#: How the corpora's transcription symbols become labels. One apostrophe, one pair of double quotes and one
+#: dash each: a pen draws them alike, and LECTAUREP writes ``'`` and ``–``; a no-break space is a space.
+LABEL_MAP = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "—": "–", "─": "–", "\xa0": " "})
+#: Struck-out words as copiste-dun-jour and cremma-mss-19 mark them: ``>mais<``, and ``><`` for a scribble.
+_STRUCK = re.compile(r">([^<>]*)<")
+#: Characters left after the rules above that mark a line as markup, not handwriting (copiste's formulas).
+_MARKUP = set("<>{}")
+
+
+def label_text(text: str) -> str | None:
+    """Return the label a recognizer learns for a transcription, or None for a line of markup.
+
+    NFC, the :data:`LABEL_MAP` symbols mapped, struck-out words kept as the
+    letters they are (the ink is there; ``><`` scribbles dropped), spaces
+    collapsed. Applied to every corpus's ground truth for training and
+    evaluation alike.
+    """
+    text = unicodedata.normalize("NFC", text).translate(LABEL_MAP)
+    text = _STRUCK.sub(r"\1", text)
+    text = re.sub(r" {2,}", " ", text).strip()
+    if _MARKUP & set(text):
+        return None
+    return text
 
 
 @dataclass
@@ -37,8 +65,12 @@ class Charset:
             raise ValueError("charset has duplicate characters")
         self._index = {c: i + 1 for i, c in enumerate(self.chars)}
 
+    def extended(self, chars: Iterable[str]) -> Charset:
+        """Return this charset with ``chars`` it lacks appended (old labels keep their ids)."""
+        return Charset(self.chars + [c for c in dict.fromkeys(chars) if c not in self._index])
+
     @classmethod
-    def build(cls, texts: Iterable[str], base: str = FRENCH_BASE) -> Charset:
+    def build(cls, texts: Iterable[str], base: str = FRENCH_BASE + FOREIGN_LETTERS) -> Charset:
         """Return a charset of ``base`` plus every NFC character in ``texts`` (sorted after base)."""
         seen = dict.fromkeys(base)
         extra = sorted({c for t in texts for c in unicodedata.normalize("NFC", t)} - set(seen))

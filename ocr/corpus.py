@@ -1,17 +1,25 @@
-"""The LECTAUREP training corpus: which pages train, which validate, and a cache of line crops.
+"""The training corpus: every transcribed page under ``../shared/data``, its hand and split, and a line cache.
 
-Validation pages never enter training. Two kinds are held out:
+A page is any image with ALTO or PAGE-XML beside it, whatever the folder. Its
+*key* is its path relative to the data folder without the extension
+(``cremma-mss-19/lettres-veuillot/f136``): page stems repeat across folders.
+The corpus is the key's first folder, the volume its last folder, and the
+hand follows the data README: a register (``FRAN_0025_NNNN``) in
+random-set-1, a will (``..._will_<WILL>-<page>``) among the soldiers' wills, a
+folder of cremma-mss-19, a volunteer's page of copiste-dun-jour, the volume
+elsewhere.
 
-* seen hands: the last pages of dufour-1 and riant-4, and the second page of two
-  random-set-1 registers whose first page trains;
-* unseen hands: both pages of two random-set-1 registers (one notary's clerk
-  each), so no line of that hand is ever trained on.
+``ocr/splits.toml`` names the validation pages. Nothing of a held-out hand
+(``val-unseen``) ever trains: not the recognizer, the line finder or the LM.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
+import re
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,46 +27,139 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ocr.groundtruth import GroundTruthPage, find_ground_truth, read_alto
+from ocr.charset import label_text
+from ocr.groundtruth import GroundTruthPage, find_ground_truth, read_ground_truth
 from segmentation.crop import LINE_HEIGHT, crop_line
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-
-UNSEEN_HAND_REGISTERS = ("FRAN_0025_0934", "FRAN_0025_0989")
-SEEN_HAND_VALIDATION = (
-    # dufour-1: the last 8 pages of the volume.
-    "DAFANCH96_048MIC07691_L-1",
-    "DAFANCH96_048MIC07692_L-0",
-    "DAFANCH96_048MIC07692_L-1",
-    "DAFANCH96_048MIC07693_L-0",
-    "DAFANCH96_048MIC07693_L-1",
-    "DAFANCH96_048MIC07694_L-0",
-    "DAFANCH96_048MIC07694_L-1",
-    "DAFANCH96_048MIC07695_L-0",
-    # riant-4: the last 3 pages.
-    "DAFANCH96_048MIC06491_L-0",
-    "DAFANCH96_048MIC06491_L-1",
-    "DAFANCH96_048MIC06492_L-0",
-    # random-set-1: second page of two registers whose first page trains.
-    "FRAN_0025_0422_L-1",
-    "FRAN_0025_0434_L-1",
-)
+SPLITS_FILE = Path(__file__).resolve().parent / "splits.toml"
+SPLITS = ("train", "val-seen", "val-unseen")
 
 
-def split_of(page_id: str) -> str:
-    """Return ``train``, ``val-seen`` or ``val-unseen`` for a LECTAUREP page id."""
-    if page_id.startswith(UNSEEN_HAND_REGISTERS):
-        return "val-unseen"
-    if page_id in SEEN_HAND_VALIDATION:
+def hand_of(key: str) -> str:
+    """Return the hand a page key belongs to (a register, a will, a folder, a volunteer, else its volume)."""
+    folder, _, stem = key.rpartition("/")
+    if folder.endswith("random-set-1") and (m := re.match(r"FRAN_\d+_\d+", stem)):
+        return f"{folder}/{m.group(0)}"
+    if folder.startswith("testaments-poilus") and (m := re.search(r"_will_(.+)-\d+$", stem)):
+        return f"{folder}/{m.group(1)}"
+    if folder.startswith("copiste-dun-jour") and (m := re.match(r".*?_\d{4}", stem)):
+        return f"{folder}/{m.group(0)}"
+    return folder
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Validation pages (``val-seen``) and held-out hands (``val-unseen``); every other page trains."""
+
+    seen_pages: frozenset[str]
+    unseen_hands: frozenset[str]
+
+    @classmethod
+    def load(cls, path: Path = SPLITS_FILE) -> Splits:
+        """Return the splits declared in ``path`` (TOML: ``[val-seen] pages``, ``[val-unseen] hands``)."""
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+        return cls(
+            frozenset(data.get("val-seen", {}).get("pages", [])),
+            frozenset(data.get("val-unseen", {}).get("hands", [])),
+        )
+
+    def split_of_key(self, key: str) -> str:
+        """Return ``train``, ``val-seen`` or ``val-unseen`` for a page key."""
+        if hand_of(key) in self.unseen_hands:
+            return "val-unseen"
+        if key in self.seen_pages:
+            return "val-seen"
+        return "train"
+
+
+@functools.cache
+def default_splits() -> Splits:
+    """Return the repository's split (``ocr/splits.toml``)."""
+    return Splits.load()
+
+
+@dataclass(frozen=True)
+class CorpusPage:
+    """A transcribed page of the data folder: its XML, key, corpus, volume, hand and split."""
+
+    xml: Path
+    key: str
+    split: str
+
+    @property
+    def corpus(self) -> str:
+        """Return the corpus (the key's first folder, ``lectaurep`` for ``lectaurep/train/...``)."""
+        return self.key.split("/", 1)[0]
+
+    @property
+    def volume(self) -> str:
+        """Return the volume (the page's folder name: ``dufour-1``, ``prudhommes-1858``, ``lettres-veuillot``)."""
+        return self.key.rsplit("/", 2)[-2]
+
+    @property
+    def hand(self) -> str:
+        """Return the hand the page is written in (see :func:`hand_of`)."""
+        return hand_of(self.key)
+
+
+def page_key(xml: Path, data_dir: Path = DEFAULT_DATA) -> str:
+    """Return the key of a ground-truth file under ``data_dir``: its relative path without the extension."""
+    return Path(xml).resolve().relative_to(Path(data_dir).resolve()).with_suffix("").as_posix()
+
+
+def corpus_pages(data_dir: Path = DEFAULT_DATA, splits: Splits | None = None) -> list[CorpusPage]:
+    """Return every page with ALTO or PAGE-XML beside its image under ``data_dir``, sorted by key."""
+    splits = splits or default_splits()
+    data_dir = Path(data_dir)
+    pages = []
+    for xml in find_ground_truth(data_dir):
+        if xml.parent.name == "names":
+            continue
+        key = page_key(xml, data_dir)
+        pages.append(CorpusPage(xml, key, splits.split_of_key(key)))
+    return pages
+
+
+@functools.cache
+def _stem_keys(data_dir: Path) -> dict[str, list[str]]:
+    keys: dict[str, list[str]] = {}
+    for page in corpus_pages(data_dir):
+        keys.setdefault(page.xml.stem, []).append(page.key)
+    return keys
+
+
+def split_of(page: str | Path, data_dir: Path = DEFAULT_DATA) -> str:
+    """Return ``train``, ``val-seen`` or ``val-unseen`` for a page key, XML path, or unique page stem."""
+    if isinstance(page, Path):
+        try:
+            return default_splits().split_of_key(page_key(page, data_dir))
+        except ValueError:  # outside the data folder: judge it by its stem
+            page = page.stem
+    if "/" in page:
+        return default_splits().split_of_key(page)
+    keys = _stem_keys(Path(data_dir)) if Path(data_dir).is_dir() else {}
+    found = keys.get(page, [])
+    if len(found) > 1:
+        raise ValueError(f"page stem {page!r} is ambiguous ({', '.join(found)}): pass its key or path")
+    if found:
+        return default_splits().split_of_key(found[0])
+    # Not in the data folder (a test fixture, a copied page): LECTAUREP stems are unique, judge it alone.
+    splits = default_splits()
+    for hand in splits.unseen_hands:
+        if hand.endswith("random-set-1/" + page[:14]):
+            return "val-unseen"
+    if any(k.endswith("/" + page) for k in splits.seen_pages):
         return "val-seen"
     return "train"
 
 
 @dataclass
 class LineSample:
-    """A cached line crop with its text and provenance."""
+    """A cached line crop with its text and provenance (``page`` is the page key)."""
 
     image: np.ndarray  # uint8, LINE_HEIGHT x W
     text: str
@@ -67,6 +168,8 @@ class LineSample:
     volume: str
     split: str
     type: str
+    corpus: str = ""
+    hand: str = ""
 
 
 def page_lines(page: GroundTruthPage, gray: np.ndarray, height: int = LINE_HEIGHT) -> list[tuple[str, np.ndarray]]:
@@ -81,21 +184,28 @@ def page_lines(page: GroundTruthPage, gray: np.ndarray, height: int = LINE_HEIGH
 
 
 def build_line_cache(data_dir: Path, cache: Path, height: int = LINE_HEIGHT) -> list[LineSample]:
-    """Crop every transcribed line of ``data_dir/lectaurep/train`` and pickle them to ``cache``."""
+    """Crop every transcribed line of every corpus page under ``data_dir`` and pickle them to ``cache``."""
     samples: list[LineSample] = []
-    root = data_dir / "lectaurep" / "train"
-    for xml in find_ground_truth(root):
-        page = read_alto(xml)
+    pages = corpus_pages(data_dir)
+    for i, cp in enumerate(pages):
+        page = read_ground_truth(cp.xml)
         assert page.image_path is not None
         gray = cv2.imread(str(page.image_path), cv2.IMREAD_GRAYSCALE)
+        if gray is None:
+            log.warning("%s: unreadable image, skipped", page.image_path)
+            continue
         texts = {ln.id: ln for ln in page.lines}
-        split = split_of(page.id)
+        n = 0
         for line_id, crop in page_lines(page, gray, height):
             gt = texts[line_id]
-            if not gt.text:
+            text = label_text(gt.text) if gt.text else None
+            if not text:
                 continue
-            samples.append(LineSample(crop, gt.text, page.id, line_id, xml.parent.name, split, gt.type))
-        log.info("%s: %d lines", page.id, len(page.lines))
+            samples.append(
+                LineSample(crop, text, cp.key, line_id, cp.volume, cp.split, gt.type, cp.corpus, cp.hand)
+            )
+            n += 1
+        log.info("%d/%d %s (%s): %d lines", i + 1, len(pages), cp.key, cp.split, n)
     write_pickle(samples, cache)
     return samples
 
@@ -118,9 +228,9 @@ def build_segmented_cache(
 
     params = SegmentationParams(line_model=str(line_model or DEFAULT_LINE_MODEL))
     samples: list[LineSample] = []
-    xmls = [x for x in find_ground_truth(data_dir / "lectaurep" / "train") if split_of(x.stem) == "train"]
-    for i, xml in enumerate(xmls):
-        gt = read_alto(xml)
+    pages = [cp for cp in corpus_pages(data_dir) if cp.split == "train"]
+    for i, cp in enumerate(pages):
+        gt = read_ground_truth(cp.xml)
         assert gt.image_path is not None
         page = load_page(gt.image_path.read_bytes(), gt.image_path.name)
         found = segment_page(page, params).lines
@@ -134,9 +244,14 @@ def build_segmented_cache(
             except ValueError:
                 continue
             line = gt.lines[g]
-            samples.append(LineSample(crop, line.text, gt.id, line.id, xml.parent.name, "train", line.type))
+            text = label_text(line.text)
+            if not text:
+                continue
+            samples.append(
+                LineSample(crop, text, cp.key, line.id, cp.volume, "train", line.type, cp.corpus, cp.hand)
+            )
             n += 1
-        log.info("segmented crops %d/%d %s: %d of %d lines", i + 1, len(xmls), gt.id, n, len(gt.lines))
+        log.info("segmented crops %d/%d %s: %d of %d lines", i + 1, len(pages), cp.key, n, len(gt.lines))
     write_pickle(samples, cache)
     return samples
 
@@ -176,7 +291,7 @@ def pack_lines(samples: Sequence[LineSample], path: Path, quality: int = 85) -> 
         ok, buf = cv2.imencode(".webp", s.image, [cv2.IMWRITE_WEBP_QUALITY, quality])
         if not ok:
             raise ValueError(f"{s.page}/{s.line_id}: WebP encoding failed")
-        rows.append((buf.tobytes(), s.text, s.page, s.line_id, s.volume, s.split, s.type))
+        rows.append((buf.tobytes(), s.text, s.page, s.line_id, s.volume, s.split, s.type, s.corpus, s.hand))
     write_pickle({"format": PACKED_FORMAT, "lines": rows}, path)
     return path.stat().st_size
 

@@ -146,7 +146,7 @@ def load_line_pages(
     """Return the pages of ``data_dir``'s LECTAUREP folders whose split is in ``splits``, scaled and with targets."""
     pages = []
     for xml in find_ground_truth(Path(data_dir) / "lectaurep" / "train"):
-        if split_of(xml.stem) not in splits:
+        if split_of(xml) not in splits:
             continue
         gt = read_alto(xml)
         if gt.image_path is None:

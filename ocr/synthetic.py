@@ -468,7 +468,7 @@ def read_training_texts(gt_dir: Path) -> tuple[list[str], list[str]]:
         log.warning("%s: no ground truth, synthetic text uses the built-in vocabulary only", gt_dir)
         return lines, printed
     for xml in sorted(gt_dir.glob("*/*.xml")):
-        if split_of(xml.stem) != "train":
+        if split_of(xml) != "train":
             continue
         try:
             page = read_alto(xml)

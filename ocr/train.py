@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ocr.augment import augment_line
-from ocr.charset import Charset
+from ocr.charset import FOREIGN_LETTERS, FRENCH_BASE, Charset
 from ocr.checkpoint import DEFAULT_MODEL, atomic_torch_save, average_models, save_model
 from ocr.corpus import DEFAULT_DATA, SYNTHETIC, LineSample, load_line_cache, load_segmented_cache
 from ocr.inference import Recognizer, mixed_precision, to_tensor_batch, warn_if_slow_bf16
@@ -41,7 +41,7 @@ class TrainConfig:
 
     data_dir: Path = DEFAULT_DATA
     run_dir: Path = Path("runs/crnn")
-    cache: Path = Path(".cache/lines-h48.pkl")
+    cache: Path = Path(".cache/lines-all-h48.pkl")
     export: Path | None = DEFAULT_MODEL
     epochs: int = 80
     batch_size: int = 8
@@ -63,14 +63,15 @@ class TrainConfig:
     #: instead of rendering them: for machines without the fonts and name lists. They are augmented, since
     #: each is seen many times.
     synthetic_from_cache: bool = False
-    #: Lines of a volume per epoch, as a multiple of its training lines (``{"random-set-1": 2.0}``): more of
-    #: the hands the model reads worst, fewer of one it already reads well. Fractions are drawn at random.
+    #: Lines of a volume or corpus per epoch, as a multiple of its training lines (``{"random-set-1": 2.0,
+    #: "copiste-dun-jour": 0.5}``; a volume's weight wins over its corpus's): registers stay the focus, more of
+    #: the hands the model reads worst. Fractions are drawn at random.
     volume_weights: dict[str, float] = field(default_factory=dict)
     #: Share of the training lines read, each epoch, from their crop where the learned segmenter found them
     #: (``segmented_cache``, built on first use) instead of from the ground-truth polygon: the crops the
     #: recognizer meets in production. 0 trains on ground-truth crops only.
     segmented_share: float = 0.0
-    segmented_cache: Path = Path(".cache/lines-seg-h48.pkl")
+    segmented_cache: Path = Path(".cache/lines-seg-all-h48.pkl")
     #: Worker processes that augment and batch lines while the model trains (0: in the training process).
     workers: int = 0
     augment: bool = True
@@ -189,7 +190,7 @@ def real_items(
     for s, e in zip(keep, encoded, strict=True):
         copies = 1
         if cfg.volume_weights:
-            w = cfg.volume_weights.get(s.volume, 1.0)
+            w = cfg.volume_weights.get(s.volume, cfg.volume_weights.get(s.corpus, 1.0))
             copies = int(w) + int(rng.random() < w - int(w))
         for _ in range(copies):
             image = s.image
@@ -212,10 +213,37 @@ def evaluate_lines(recognizer: Recognizer, samples: Sequence[LineSample]) -> dic
     recs = recognizer.recognize([s.image for s in samples])
     rates: dict[str, ErrorRates] = defaultdict(ErrorRates)
     for s, r in zip(samples, recs, strict=True):
-        for key in ("all", s.split, f"{s.split}/{s.volume}"):
+        for key in {"all", s.split, f"{s.split}/{s.corpus or s.volume}", f"{s.split}/{s.volume}"}:
             rates[key].add(s.text, r.text)
     recognizer.model.train(was_training)
     return dict(rates)
+
+
+def selection_cer(rates: dict[str, ErrorRates]) -> float:
+    """Return the CER a run picks its best epoch by: all validation lines, held-out hands included.
+
+    Seen-hand pages alone reward fitting the training hands; the held-out hands
+    are the test a new register puts to the model.
+    """
+    return rates["all"].cer
+
+
+def load_extending_head(model: CRNN, state_dict: dict[str, torch.Tensor]) -> None:
+    """Load ``state_dict`` into ``model``, whose output layer may have more labels than the weights.
+
+    The old labels keep their rows; a new label starts with zero weights and a
+    bias well below the others, so the model first never emits it and learns it
+    from its lines without unlearning the old ones.
+    """
+    head_w, head_b = state_dict["head.weight"], state_dict["head.bias"]
+    n = head_w.shape[0]
+    if n < model.head.out_features:
+        state_dict = dict(state_dict)
+        w, b = model.head.weight.detach().clone(), model.head.bias.detach().clone()
+        w[:n], w[n:] = head_w, 0.0
+        b[:n], b[n:] = head_b, float(head_b[1:].min()) - 2.0
+        state_dict["head.weight"], state_dict["head.bias"] = w, b
+    model.load_state_dict(state_dict)
 
 
 def validation_record(rates: dict[str, ErrorRates]) -> dict[str, float]:
@@ -265,8 +293,10 @@ def train(
         mcfg = CRNNConfig.from_dict(resume["config"])
     elif cfg.init_from:
         init = torch.load(cfg.init_from, map_location="cpu", weights_only=True)
-        charset = Charset(list(init["charset"]))
+        # Earlier weights learn the letters the new corpora bring (FOREIGN_LETTERS, any base character they lack).
+        charset = Charset(list(init["charset"])).extended(FRENCH_BASE + FOREIGN_LETTERS)
         mcfg = CRNNConfig.from_dict(init["config"])
+        mcfg.num_classes = len(charset)
     else:
         charset = Charset.build(s.text for s in train_set)
         mcfg = CRNNConfig(
@@ -278,10 +308,8 @@ def train(
     model = CRNN(mcfg)
     state = TrainState()
     if init is not None:
-        model.load_state_dict(init["state_dict"])
+        load_extending_head(model, init["state_dict"])
         log.info("new run from the weights of %s (%s)", cfg.init_from, init.get("version"))
-        # Export only what beats the starting weights on the same validation lines.
-        state.best_cer = float(init.get("validation", {}).get("cer/val-seen", float("inf")))
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.5, patience=3)
@@ -304,9 +332,14 @@ def train(
     # Every label must fit the frames its line yields; report the ones that cannot.
     encoded, keep = [], []
     stride = mcfg.width_stride
+    unknown_chars = 0
     for s in train_set:
         ids = charset.encode(s.text)
         if not ids:
+            continue
+        if charset.unknown(s.text):
+            # A label with a character the model has no output for would teach it a wrong alignment.
+            unknown_chars += 1
             continue
         if not label_fits(ids, s.image.shape[1], stride, augmented=True):
             log.warning(
@@ -320,9 +353,11 @@ def train(
         encoded.append(ids)
         keep.append(s)
     log.info(
-        "training on %d lines (%d dropped for width), validating on %d",
+        "training on %d lines (%d dropped: %d for a character outside the charset, the rest for width), "
+        "validating on %d",
         len(keep),
         len(train_set) - len(keep),
+        unknown_chars,
         len(val_set),
     )
     # The segmenter's crop of a training line, where it found the line and its label fits that crop.
@@ -352,6 +387,15 @@ def train(
     started = time.monotonic()
 
     budget_s = cfg.budget_minutes * 60 if cfg.budget_minutes else None
+    if init is not None and state.step == 0:
+        # Export only what beats the starting weights on the same validation lines (their own record may come
+        # from another split): measure them first, as epoch -1 of the history.
+        rates = evaluate_lines(recognizer, val_set)
+        state.best_cer = selection_cer(rates)
+        record = {"epoch": -1, "step": 0, "init_from": str(cfg.init_from), **validation_record(rates)}
+        log.info("starting weights: %s", json.dumps(record))
+        with (cfg.run_dir / "history.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
     while state.epoch < cfg.epochs:
         model.train()
         epoch_started = time.monotonic()
@@ -427,8 +471,9 @@ def train(
                 group["lr"] = base
         rates = evaluate_lines(recognizer, val_set)
         seen_cer = rates.get("val-seen", rates["all"]).cer
+        val_cer = selection_cer(rates)
         if not cfg.cosine:
-            sched.step(seen_cer)
+            sched.step(val_cer)
         record = {
             "epoch": state.epoch,
             "step": state.step,
@@ -445,8 +490,8 @@ def train(
         state.epoch += 1
         state.seconds += time.monotonic() - epoch_started
         version = model_version(f"e{state.epoch}", seen_cer)
-        if seen_cer < state.best_cer:
-            state.best_cer, state.best_epoch = seen_cer, state.epoch
+        if val_cer < state.best_cer:
+            state.best_cer, state.best_epoch = val_cer, state.epoch
             meta = {"validation": record, "train_config": cfg.to_dict()}
             save_model(cfg.run_dir / "best.pt", model, charset, version, meta)
             if cfg.export:

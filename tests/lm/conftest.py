@@ -17,7 +17,7 @@ import pytest
 from lm.build import KenLMToolsMissing, LMInfo, build_lm, find_tool
 from ocr.charset import Charset
 
-#: A validation page id (ocr.corpus.SEEN_HAND_VALIDATION): its text must stay out of the LM.
+#: A validation page of dufour-1 (ocr/splits.toml): its text must stay out of the LM.
 VALIDATION_PAGE = "DAFANCH96_048MIC07695_L-0"
 TRAINING_PAGE = "DAFANCH96_048MIC07000_L-0"
 
@@ -100,7 +100,7 @@ def write_alto(path: Path, lines: list[str]) -> None:
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data folder shaped like ../shared/data with one training page, one validation page and two name lists."""
     root = tmp_path_factory.mktemp("data")
-    volume = root / "lectaurep" / "train" / "tiny-volume"
+    volume = root / "lectaurep" / "train" / "dufour-1"  # the validation page is a dufour-1 page
     volume.mkdir(parents=True)
     write_alto(volume / f"{TRAINING_PAGE}.xml", TRAINING_TEXT)
     write_alto(volume / f"{VALIDATION_PAGE}.xml", VALIDATION_TEXT)
