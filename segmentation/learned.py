@@ -1,7 +1,9 @@
 """Run the learned line finder (``ocr.linefinder``'s U-Net, shipped as ONNX) with OpenCV's DNN module.
 
 The network marks each line's core band and the region its ink fills, at a
-fixed share of the scan's pixels (``scale`` in the model's JSON). Here one line
+fixed share of the scan's pixels (``scale`` in the model's JSON; ``predict``'s
+``zoom`` rescales a page whose lines are smaller or larger than those it was
+trained on, see ``segmentation.learned_rows.network_zoom``). Here one line
 is seeded per band component and grown over the region by a watershed on the
 band probability (so two touching lines part where the band fades between
 them); every ink pixel of the page then belongs to the line whose basin holds

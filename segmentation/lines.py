@@ -5,11 +5,14 @@ length is measured in units of the page's own line spacing, estimated from it.
 A page's path, top to bottom (``find_rows``, then ``segment_page``):
 
 1. binarize (Sauvola), drop the scanner background, level the page by its skew;
+   estimate the line spacing, and start again enlarged when the rows are
+   small (a low-resolution scan);
 2. find and remove the ruling; the long vertical rules bound the columns,
    except a rule that only divides a labelled column below its header
    (francs | centimes): a row written across it is one line;
 3. find the text rows: the learned network's line basins
-   (``segmentation.learned_rows``) or the rule-based finder's density ridges
+   (``segmentation.learned_rows``; the network sees the page rescaled to the
+   line spacing it was trained on) or the rule-based finder's density ridges
    (``segmentation.rule_rows``);
 4. drop what is not writing (``segmentation.text_filters``: dots, dashes,
    ornaments, blots, pencil marks, page-edge shadow, stamps);
@@ -18,7 +21,8 @@ A page's path, top to bottom (``find_rows``, then ``segment_page``):
 6. each line's polygon is the network's region or its ink outline padded and
    never thinner than a band around its baseline, a straight fit to the lower
    edge of the letters' core (``segmentation.rows``); both are mapped back to
-   original-scan pixels.
+   original-scan pixels. The page carries the network's confidence in what it
+   found (``page_confidence``).
 
 The constants live in :class:`SegmentationParams` (``segmentation.params``).
 """
