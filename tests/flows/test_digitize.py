@@ -164,7 +164,10 @@ def test_s3_source_and_destination(tiny_model: Path, page_bytes: dict[str, bytes
     assert (summary.listed, summary.done, summary.failed) == (2, 2, 0)
     dst = open_storage(out_url, addressing_style="path")
     keys = sorted(dst.list_keys(extensions=None))
-    assert keys == sorted([f"reg__{n.rsplit('.', 1)[0]}.json" for n in names] + ["manifest.jsonl"])
+    assert keys == sorted([f"reg__{n.rsplit('.', 1)[0]}.json" for n in names] + ["manifest.jsonl", "names.sqlite"])
+    from flows.names import search_output
+
+    assert isinstance(search_output(dst, "Dupont"), list)  # the names index is read back from S3
     rec = record_from_json(dst.get(next(k for k in keys if k.endswith(".json"))))
     assert rec.source_key.startswith("reg/") and rec.lines
     again = run_digitize(src_url, out_url, settings)
