@@ -17,6 +17,9 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+
 from registers.keys import fold
 
 #: Folded month words (and register abbreviations, ``^`` and dots removed) → month number.
@@ -35,6 +38,7 @@ MONTHS: dict[str, int] = {
     "decembre": 12, "dec": 12, "xbre": 12, "10bre": 12, "decbre": 12, "dbre": 12,
 }  # fmt: skip
 
+_LONG_MONTHS = [m for m in MONTHS if len(m) >= 5]
 _TOKEN = re.compile(r"[0-9A-Za-zÀ-ÿ^.]+")
 _YEAR = re.compile(r"\b(1[5-9]\d\d|20\d\d)\b")
 _DAY = re.compile(r"^(\d{1,2})(?:er|e|°)?$")
@@ -50,6 +54,10 @@ def month_of(word: str) -> int | None:
         for name, number in MONTHS.items():
             if len(name) >= 4 and (key.startswith(name) or name.startswith(key)):
                 return number
+        # A misread letter ("Oetbre", "Fevrir"): the closest month word within one edit in five letters.
+        found = process.extractOne(key, _LONG_MONTHS, scorer=Levenshtein.normalized_distance, score_cutoff=0.2)
+        if found is not None:
+            return MONTHS[found[0]]
     return None
 
 

@@ -154,10 +154,19 @@ def header_columns(lines: list[RegisterLine], page_height: int) -> tuple[list[Co
     if "names" not in spans:
         return [], 0.0
     names_x0 = min(ln.box[0] for ln in spans["names"])
+    names_x1 = max(ln.box[2] for ln in spans["names"])
     for line in dates:
         spans.setdefault("date" if line.cx < names_x0 else "relation_dates", []).append(line)
     if "relation_dates" in spans:  # "DATES" under "RELATION DE L'ENREGISTREMENT" is the sharper bound
         spans["relation"] = spans.pop("relation_dates")
+    # The form's order: a label on the wrong side of the names column is something else misread (a folio number).
+    for role in list(spans):
+        left = ROLES.index(role) < ROLES.index("names")
+        keep = [ln for ln in spans[role] if role == "names" or (ln.cx < names_x0 if left else ln.cx > names_x1)]
+        if keep:
+            spans[role] = keep
+        else:
+            del spans[role]
     if len(spans) < 3:
         return [], 0.0
     labelled = sorted(spans.items(), key=lambda kv: statistics.mean(ln.cx for ln in kv[1]))
@@ -168,6 +177,9 @@ def header_columns(lines: list[RegisterLine], page_height: int) -> tuple[list[Co
         columns.append(Column(role, label, x0, x1))
     header_lines = [ln for group in spans.values() for ln in group]
     bottom = max(ln.box[3] for ln in header_lines)
+    if columns[0].role == "date":
+        # No "Nos" label read: the act numbers are the column left of the dates' label.
+        columns.insert(0, Column("number", "", columns[0].x0 - 1, columns[0].x0))
     _set_bounds(columns)
     return columns, bottom
 
