@@ -1,7 +1,8 @@
 """The Prefect flow ``digitize-archive``: page scans under SRC to records and a manifest under DST.
 
-DAG: take the destination's lease (:mod:`flows.lease`: one run per DST) → list
-page keys and their sizes (a task, retried on transient storage errors) → plan
+DAG: list page keys and their sizes (a task, retried on transient storage
+errors) → take the destination's lease (a task too; :mod:`flows.lease`: one
+run per DST) → plan
 against ``DST/manifest.jsonl`` (skip pages done by the same model) → chunks of
 about equal work (bytes of the source objects, :func:`plan_chunks`; about
 ``chunk_size`` pages each), each one ``digitize-chunk`` task run that loads,
@@ -330,6 +331,25 @@ def digitize_chunk(job: ChunkJob) -> ChunkResult:
     return Completed(message=f"{len(failed)} of {len(job.pages)} pages failed: {kinds}", data=result)  # type: ignore[return-value]
 
 
+@task(
+    name="take-lease",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_on_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def take_lease(lease: DestinationLease) -> DestinationLease:
+    """Return the lease once taken (its heartbeat running); ends Failed, with no traceback, if another run has it."""
+    try:
+        lease.acquire()
+    except DestinationBusy as exc:
+        # Not an error of this run's code: a clear message in the UI and for the CLI.
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    return lease
+
+
 # The flow's own manifest reads and merges are tasks too, retried like the chunks: a
 # store that fails a request more times than botocore retries it would otherwise
 # stop the run. Merging is idempotent (entries carry attempt ids), so a retry is safe.
@@ -525,6 +545,13 @@ def digitize_archive(
     summary.flow_run_id = str(prefect_runtime.flow_run.id or "")
     summary.flow_run_url = _run_url()
 
+    # Every task's retries: how many, and the first delay (doubling, with jitter).
+    retried: dict[str, Any] = {
+        "retries": settings.task_retries,
+        "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_backoff_s),
+    }
+    listed = list_pages.with_options(**retried)(src_store)
+
     def lease_lost(why: str) -> None:
         logger.error("%s: stopping; the other run goes on", why)
         request_stop("lost lease")
@@ -537,19 +564,19 @@ def digitize_archive(
         stale_after_s=settings.lease_stale_s,
         on_lost=lease_lost,
     )
-    try:
-        lease.acquire()
-    except DestinationBusy as exc:
-        # A clear message, in the UI and for the CLI, not a traceback: the run never started.
-        logger.error("%s", exc)
-        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    taken = take_lease.with_options(**retried)(lease, return_state=True)
+    if not taken.is_completed():
+        exc = taken.result(raise_on_failure=False)
+        if isinstance(exc, DestinationBusy):
+            return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+        raise exc if isinstance(exc, BaseException) else RuntimeError(f"could not take the lease: {taken.message}")
     if lease.took_over:
         summary.lease_takeover = lease.took_over
         logger.warning("took over the stale lease of %s", lease.took_over)
     try:
         with stop_on_signals():
             _digitize_pages(
-                summary, settings, formats, src_store, dst_store, only_failed=only_failed, force=force, logger=logger
+                summary, settings, formats, src_store, dst_store, listed, retried, only_failed, force, logger
             )
     finally:
         lease.release()
@@ -586,18 +613,14 @@ def _digitize_pages(
     formats: list[str],
     src_store: Storage,
     dst_store: Storage,
+    listed: list[tuple[str, int]],
+    retried: dict[str, Any],
     only_failed: bool,
     force: bool,
     logger: Any,
 ) -> None:
-    """List, plan and run the chunks of a run (holding the destination's lease), filling in ``summary``."""
+    """Plan and run the chunks of the listed pages (holding the destination's lease), filling in ``summary``."""
     run_id = summary.run_id
-    # Every task's retries: how many, and the first delay (doubling, with jitter).
-    retried: dict[str, Any] = {
-        "retries": settings.task_retries,
-        "retry_delay_seconds": exponential_backoff(backoff_factor=settings.retry_backoff_s),
-    }
-    listed = list_pages.with_options(**retried)(src_store)
     sizes = dict(listed)
     keys = [k for k, _ in listed]
     ids = assign_page_ids(keys)

@@ -152,6 +152,10 @@ class DestinationLease:
                 raise DestinationBusy(
                     f"{self.dst.describe(LEASE_KEY)} exists but is not a registre lease; remove it to run here"
                 ) from None
+            if holder.token == self.owner.token:
+                # Our create was applied but its answer lost, and the retried PUT refused.
+                self._confirm()
+                break
             why = holder.stale_reason()
             if why is None:
                 raise DestinationBusy(
@@ -196,7 +200,11 @@ class DestinationLease:
             _, self._tag = self.dst.get_tagged(LEASE_KEY)
             return
         try:
-            holder = LeaseOwner.from_bytes(self.dst.get_tagged(LEASE_KEY)[0])
+            data, tag = self.dst.get_tagged(LEASE_KEY)
+            holder = LeaseOwner.from_bytes(data)
+            if holder.token == self.owner.token:
+                self._tag = tag  # our PUT was applied but its answer lost: still ours
+                return
             self.lost = f"the lease of {self.dst.url} was taken over by {holder.describe()}"
         except MissingKey:
             self.lost = f"the lease {self.dst.describe(LEASE_KEY)} was removed"

@@ -188,7 +188,7 @@ def test_one_run_per_destination_and_a_hung_runs_lease_goes_stale(
         "REGISTRE_S3_ADDRESSING_STYLE": "path",
         "REGISTRE_LEASE_HEARTBEAT_S": "0.5",
         # Long enough for the second command to start and find the heartbeat fresh on a busy machine.
-        "REGISTRE_LEASE_STALE_S": "20",
+        "REGISTRE_LEASE_STALE_S": "30",
     }
     dst = open_storage(out, endpoint_url=s3_env.endpoint, addressing_style="path")
     first = start(digitize_args(pages_src, out, tiny_model), env, started)
@@ -199,11 +199,11 @@ def test_one_run_per_destination_and_a_hung_runs_lease_goes_stale(
     assert holder.pid == first.pid
 
     second = run_registre(digitize_args(pages_src, out, tiny_model), env, timeout=180)
-    assert holder.heartbeat_age_s() < 20, "the second command started too late to find the lease fresh"
     assert second.returncode == 2, second.stderr[-3000:]
     assert f"is in use by run {holder.run_id}" in second.stderr and f"pid {first.pid}" in second.stderr
+    assert "Traceback" not in second.stderr, second.stderr[-3000:]
 
-    time.sleep(max(0.0, 20.5 - holder.heartbeat_age_s()))
+    time.sleep(max(0.0, 30.5 - holder.heartbeat_age_s()))
     third = run_registre(digitize_args(pages_src, out, tiny_model), env, timeout=300)
     assert third.returncode == 0, third.stderr[-3000:]
     assert "took over a stale lease" in third.stderr and holder.run_id in third.stderr
