@@ -10,7 +10,7 @@ deletes the merged parts. Readers take ``manifest.jsonl`` plus any parts left
 over, so a run killed before a merge loses nothing: its parts are merged by
 the next run. Entries carry an attempt id, which makes merging idempotent.
 One run at a time per DST: two runs merging concurrently could drop each
-other's parts.
+other's parts, so a run holds the destination's lease (:mod:`flows.lease`).
 
 A retried chunk writes its part under the same key, replacing the part of the
 attempt before: a PUT the store applied but never acknowledged (so the chunk
