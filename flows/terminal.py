@@ -78,7 +78,10 @@ def digitize_in_terminal(
     )
     task_id = bar.add_task("starting Prefect", total=None, failed=0)
 
-    temporary = not os.environ.get("PREFECT_API_URL")
+    from prefect.settings import PREFECT_API_URL
+
+    # From the environment or the active Prefect profile, as Prefect itself reads it.
+    temporary = not PREFECT_API_URL.value()
     announced: list[str] = []
 
     def on_progress(p: RunProgress) -> None:
