@@ -49,7 +49,7 @@ def register_lines(record: PageRecord) -> list[RegisterLine]:
 
 
 def add_entries(record: PageRecord) -> PageRecord:
-    """Fill ``record.entries`` (none for a page with no table); a failure leaves it empty and is logged, never raised."""
+    """Fill ``record.entries`` (none for a page without a table); on failure leave them empty and log, never raise."""
     try:
         record.entries = read_entries(register_lines(record), record.height)
     except Exception:  # noqa: BLE001 - entries are extra data: a page is done without them

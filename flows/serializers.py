@@ -285,7 +285,8 @@ def _page_table(page: etree._Element, record: PageRecord, taken: set[str], sub: 
     sub(table, "Coords", points=_points_comma(_clamp_points(_box_polygon(table_box), w, h)))
     for entry in record.entries:
         for n, cell in enumerate(c for c in entry.cells if c.role in roles):
-            tags = [f"structure {{type:{_custom_value(cell.role)};" + (f" label:{_custom_value(cell.label)};" if cell.label else "") + "}"]
+            label = f" label:{_custom_value(cell.label)};" if cell.label else ""
+            tags = [f"structure {{type:{_custom_value(cell.role)};{label}}}"]
             tags.append(f"lines {{ids:{_custom_value(' '.join(cell.line_ids))};}}")
             if n == 0:
                 fields = [("act", entry.act_number), ("nature", entry.nature)]

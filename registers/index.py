@@ -370,7 +370,10 @@ def index_stats(path: str | Path) -> dict[str, int]:
     """Return the number of pages, lines, persons and terms of an index."""
     db = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
     try:
-        return {t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in ("pages", "lines", "persons", "terms")}
+        return {
+            t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+            for t in ("pages", "lines", "persons", "terms")
+        }
     finally:
         db.close()
 

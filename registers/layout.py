@@ -278,7 +278,9 @@ def build_entries(lines: list[RegisterLine], page_height: int) -> tuple[list[Ent
     if not starts:
         return [], columns
     med_h = statistics.median(ln.height for ln in body)
-    names = sorted((ln for ln in body if role[ln.id].role == "names" and ln.id not in heading_ids), key=lambda ln: ln.box[1])
+    names = sorted(
+        (ln for ln in body if role[ln.id].role == "names" and ln.id not in heading_ids), key=lambda ln: ln.box[1]
+    )
     tops: list[float] = []
     for group in _anchors(starts):
         top = min(ln.box[1] for ln in group)

@@ -47,7 +47,9 @@ _SKIP_IN_PARENS = frozenset("par pour le la les mandataire de du des heritiers e
                             "apres deces au profit auprofit".split())  # fmt: skip
 _TOKEN = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’^\-]*|[()]")
 _GLUED = re.compile(r"^(par|de|du|des|au|à|a|et|le|la|d'|rue|pour)(?=[A-ZÀ-Ý])")
-_DOMICILE = re.compile(r"\b(?:dem(?:eurant|\^?t|t)|dom(?:icili[ée]e?)?\.?|de)\s+(?:à\s+)?(?=[A-ZÀ-Ý])|\bà\s+(?=[A-ZÀ-Ý])")
+_DOMICILE = re.compile(
+    r"\b(?:dem(?:eurant|\^?t|t)|dom(?:icili[ée]e?)?\.?|de)\s+(?:à\s+)?(?=[A-ZÀ-Ý])|\bà\s+(?=[A-ZÀ-Ý])"
+)
 
 _DOMICILE_END = re.compile(
     r"\s(?:pour|au ?profit|auProfit|et de|par|requête|d'une?|le \d|arrivée?|voir|à l'|dont)\b|[;)]"
@@ -199,12 +201,14 @@ def _lead(toks: list[_Tok], know: NameKnowledge) -> tuple[Person | None, set[int
     end = _surname_run(toks, start + (toks[start].key in PARTICLES), know)
     if end == start:
         return None, set()
-    # In "Messager Jean André Emile Charles" the run swallowed the first names: they are the known first names after one.
+    # In "Messager Jean André Emile Charles" the run swallowed the first names: the known first names after one.
     surname_end = end
     while surname_end - start > 1 and know.is_firstname(toks[surname_end - 1].text):
         surname_end -= 1
     used = set(range(start, end))
-    person = Person(" ".join(t.text for t in toks[start:surname_end]), start=toks[start].start, end=toks[surname_end - 1].end)
+    person = Person(
+        " ".join(t.text for t in toks[start:surname_end]), start=toks[start].start, end=toks[surname_end - 1].end
+    )
     first = toks[surname_end:end]
     j = end
     # "(par Mr Joseph)", "par. Veuve Gabriel", "après décès de André": skip fillers, then read first names.
@@ -288,7 +292,12 @@ def _box_of(line: RegisterLine, start: int, end: int) -> Box:
                 boxes.append(box)
             pos += len(text) + 1
         if boxes:
-            return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+            return (
+                min(b[0] for b in boxes),
+                min(b[1] for b in boxes),
+                max(b[2] for b in boxes),
+                max(b[3] for b in boxes),
+            )
     n = max(len(line.text), 1)
     return int(x0 + (x1 - x0) * start / n), y0, int(x0 + (x1 - x0) * end / n), y1
 

@@ -97,7 +97,9 @@ def test_search_command(tmp_path: Path) -> None:
     update_names_index(dst, latest_by_source(read_manifest(dst)), str(src))
     runner = CliRunner()
 
-    result = runner.invoke(app, ["search", str(tmp_path / "out"), "Vernes", "--json", "--limit", "3", "--show", str(tmp_path / "crops")])
+    result = runner.invoke(
+        app, ["search", str(tmp_path / "out"), "Vernes", "--json", "--limit", "3", "--show", str(tmp_path / "crops")]
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(rows) == 2  # two mentions of Vernes; their lines are not listed again as word matches

@@ -88,7 +88,10 @@ def test_fields_and_persons_of_the_entries() -> None:
     entries = read_entries(riant_lines(), HEIGHT)
     assert [e.nature for e in entries] == ["inventaire", "procuration", "procuration"]
     assert [e.date.iso for e in entries] == ["1830-09-08", "1830-09-10", "1830-09-11"]
-    assert [(p.surname, p.first_names) for p in entries[2].persons] == [("Vernes", "Jean François"), ("Vernes", "François")]
+    assert [(p.surname, p.first_names) for p in entries[2].persons] == [
+        ("Vernes", "Jean François"),
+        ("Vernes", "François"),
+    ]
     surname = entries[1].persons[0]
     assert entries[1].cell("names").text[surname.start : surname.end] == "Caillard de Beauvoir"
 
@@ -103,7 +106,9 @@ def test_entries_round_trip_through_json() -> None:
 
 
 def test_a_page_without_a_table_has_no_entries() -> None:
-    prose = [RegisterLine(f"l{i}", (100, 100 + 60 * i, 1500, 150 + 60 * i), "Je soussigné déclare que") for i in range(20)]
+    prose = [
+        RegisterLine(f"l{i}", (100, 100 + 60 * i, 1500, 150 + 60 * i), "Je soussigné déclare que") for i in range(20)
+    ]
     assert read_entries(prose, 2000) == []
     assert read_entries([], 2000) == []
 

@@ -23,7 +23,9 @@ def knowledge() -> None:
 
 def test_surname_then_first_names_in_parentheses() -> None:
     # dufour-1, DAFANCH96_048MIC07692_L-0
-    found = find_persons(cell("Gelot (parMr Joseph) Md deMeubles, demt à", "Paris, rueNotre Dame des Victoires, 16, auProfit"))
+    found = find_persons(
+        cell("Gelot (parMr Joseph) Md deMeubles, demt à", "Paris, rueNotre Dame des Victoires, 16, auProfit")
+    )
     assert [(p.title, p.first_names, p.surname) for p in found] == [("M.", "Joseph", "Gelot")]
     gelot = found[0]
     assert (gelot.start, gelot.end, gelot.line_id) == (0, 5, "l0")
@@ -34,11 +36,15 @@ def test_surname_then_first_names_in_parentheses() -> None:
 
 def test_other_parties_after_titles_and_first_names() -> None:
     # riant-4, DAFANCH96_048MIC06491_L-0
-    assert people("Vernes (par Jean François) Cité -", "d'Orléans n°25. à François Vernes", "son père demt à Genève.") == [
+    assert people(
+        "Vernes (par Jean François) Cité -", "d'Orléans n°25. à François Vernes", "son père demt à Genève."
+    ) == [
         ("", "Jean François", "Vernes"),
         ("", "François", "Vernes"),
     ]
-    assert people("Caillard de Beauvoir (par ~", "Abraham Louis) rue du grand Chantier", "N°2. à Emile Paul Crosnier, rue du") == [
+    assert people(
+        "Caillard de Beauvoir (par ~", "Abraham Louis) rue du grand Chantier", "N°2. à Emile Paul Crosnier, rue du"
+    ) == [
         ("", "Abraham Louis", "Caillard de Beauvoir"),
         ("", "Emile Paul", "Crosnier"),
     ]
@@ -68,16 +74,25 @@ def test_twentieth_century_forms() -> None:
         "Gabriel Frédéric Emmanuel",
         "Muret",
     )
-    assert people("Messager Jean André Emile Charles) à Paris 103 rue Jouffroy")[0] == ("", "Jean André Emile Charles", "Messager")
+    assert people("Messager Jean André Emile Charles) à Paris 103 rue Jouffroy")[0] == (
+        "",
+        "Jean André Emile Charles",
+        "Messager",
+    )
 
 
 def test_places_and_companies_are_no_persons() -> None:
     assert people("Union Parisienne Foncière (siège à Paris) 8 rue", "Drouot.") == []
     assert people("rue du Perreux") == []
-    assert all(p[2] not in ("Paris", "Notre", "Dame", "Victoires") for p in people("demt à Paris, rueNotre Dame des Victoires, 16"))
+    assert all(
+        p[2] not in ("Paris", "Notre", "Dame", "Victoires")
+        for p in people("demt à Paris, rueNotre Dame des Victoires, 16")
+    )
 
 
 def test_nbest_spellings_come_from_the_line_alternatives() -> None:
-    line = RegisterLine("l0", (0, 0, 800, 60), "Gelot (parMr Joseph) Md", nbest=["Gelat (parMr Joseph) Md", "Jelot (par Mr Joseph) Md"])
+    line = RegisterLine(
+        "l0", (0, 0, 800, 60), "Gelot (parMr Joseph) Md", nbest=["Gelat (parMr Joseph) Md", "Jelot (par Mr Joseph) Md"]
+    )
     (gelot,) = find_persons([line])
     assert gelot.nbest == ["Gelat", "Jelot"]
