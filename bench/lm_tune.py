@@ -3,8 +3,8 @@
     .venv/bin/python bench/lm_tune.py [--quick] [--dry-run] [--model models/registre-crnn.pt] [--lm models/names]
 
 Validation lines are the cached crops of ``ocr.corpus`` whose split is not
-``train``. The recognizer's log-probabilities are computed once per model file
-and cached in ``.cache/lm-val-<model digest>.npz`` (only the latest is kept), so
+``train`` (``--lines N``: a fixed random sample of N of them). The
+recognizer's log-probabilities are computed once per model file and cached in ``.cache/lm-val-<model digest>.npz`` (only the latest is kept), so
 a rerun after the model improved recomputes them and a rerun with the same
 model goes straight to the search. Stage 1 tries LM weight ``alpha`` x word
 bonus ``beta``; stage 2 the OOV and name offsets around the best of stage 1.
@@ -260,9 +260,11 @@ def search_lexicon(
 def validation_and_greedy(args: argparse.Namespace) -> tuple[ValidationSet, list[str], ErrorRates]:
     """Return the validation lines (300 of them with ``--quick``), their greedy readings and its error rates."""
     vs = validation_set(args.model)
-    if args.quick:
+    n = 300 if args.quick else args.lines
+    if n and n < len(vs.texts):
+        # A fixed random sample (seed 0): the same lines for every setting and every rerun.
         rng = np.random.default_rng(0)
-        vs = vs.subset(sorted(rng.choice(len(vs.texts), size=min(300, len(vs.texts)), replace=False).tolist()))
+        vs = vs.subset(sorted(rng.choice(len(vs.texts), size=n, replace=False).tolist()))
     greedy_hyps = decode_texts(GreedyDecoder(vs.labels), vs)
     return vs, greedy_hyps, score(vs.texts, greedy_hyps)
 
@@ -330,6 +332,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a 4-point grid on 300 lines, and nothing is written")
     parser.add_argument("--dry-run", action="store_true", help="print the result without writing the LM's JSON")
     parser.add_argument("--lexicon", action="store_true", help="tune the lexicon rescoring on the stored weights")
+    parser.add_argument(
+        "--lines", type=int, default=0, help="tune on this many validation lines drawn at random (0: all of them)"
+    )
     args = parser.parse_args()
     if args.lexicon:
         tune_lexicon(args)

@@ -1,10 +1,13 @@
-"""Recognizer benchmark: CER/WER on validation lines (seen vs unseen hands), Tesseract side by side, lines/s.
+"""Recognizer benchmark: CER/WER per corpus on validation lines (seen vs unseen hands), Tesseract beside it, lines/s.
 
-Usage: python bench/recognizer_bench.py [--model models/registre-crnn.pt] [--tesseract] [--quick]
+Usage: python bench/recognizer_bench.py [--model models/registre-crnn.pt] [--lm] [--tesseract] [--quick]
        python bench/recognizer_bench.py --device cuda   # GPU lines/s for a range of batch sizes
 
-Lines are the ground-truth crops of the validation pages of ocr/corpus.py (never
-trained on); decoding is greedy (the LM is benchmarked by bench/lm_bench.py).
+Lines are the ground-truth crops of the validation pages and held-out hands of
+ocr/splits.toml (never trained on), grouped by split, split and corpus, split
+and volume. Decoding is greedy; ``--lm`` adds the default decoder of
+``registre digitize`` (beam search with the names LM and its tuned settings;
+the decoders' variants are benchmarked by bench/lm_bench.py).
 """
 
 from __future__ import annotations
@@ -27,9 +30,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
-from ocr.corpus import DEFAULT_DATA, load_line_cache  # noqa: E402
-from ocr.inference import Recognizer  # noqa: E402
+from lm.decoder import open_decoder  # noqa: E402
+from ocr.corpus import DEFAULT_DATA, LineSample, load_line_cache  # noqa: E402
+from ocr.inference import Recognizer, greedy_decode  # noqa: E402
 from ocr.metrics import ErrorRates  # noqa: E402
+
+
+def group_keys(s: LineSample) -> list[str]:
+    """Return the table rows a validation line counts in: its split, split and corpus, split and volume, all."""
+    keys = [s.split, f"{s.split}/{s.corpus}", f"{s.split}/{s.corpus}/{s.volume}", "all"]
+    return list(dict.fromkeys(keys))
 
 
 def tesseract_read(crops: list[np.ndarray]) -> list[str]:
@@ -124,6 +134,7 @@ def main() -> None:
     ap.add_argument("--no-speed", action="store_true", help="skip the throughput measurement")
     ap.add_argument("--tesseract-cache", type=Path, default=Path(".cache/tesseract-val.json"))
     ap.add_argument("--device", default="cpu", help="cpu, or cuda: lines/s over a range of batch sizes")
+    ap.add_argument("--lm", action="store_true", help="also decode with the default decoder (names LM)")
     args = ap.parse_args()
 
     samples = [s for s in load_line_cache(args.data, args.cache) if s.split.startswith("val")]
@@ -132,17 +143,26 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rec = Recognizer.load(args.model, args.device)
     crops = [s.image for s in samples]
-    readings = rec.recognize(crops)
+    logprobs = rec.logprobs(crops)
+    readings = [greedy_decode(lp, rec.charset) for lp in logprobs]
     groups: dict[str, ErrorRates] = defaultdict(ErrorRates)
     for s, r in zip(samples, readings, strict=True):
-        for key in (s.split, f"{s.split}/{s.volume}", "all"):
+        for key in group_keys(s):
             groups[key].add(s.text, r.text)
+    with_lm: dict[str, ErrorRates] = defaultdict(ErrorRates)
+    lm_version = ""
+    if args.lm:
+        with open_decoder(rec.charset.labels) as decoder:
+            lm_version = decoder.version
+            for s, d in zip(samples, decoder.decode_batch(logprobs), strict=True):
+                for key in group_keys(s):
+                    with_lm[key].add(s.text, d.text)
     tess: dict[str, ErrorRates] = defaultdict(ErrorRates)
     if args.tesseract:
         if not shutil.which("tesseract"):
             sys.exit("tesseract not found: apt-get install tesseract-ocr tesseract-ocr-fra")
         for s, text in zip(samples, tesseract_cached(samples, args.tesseract_cache), strict=True):
-            for key in (s.split, f"{s.split}/{s.volume}", "all"):
+            for key in group_keys(s):
                 tess[key].add(s.text, text)
 
     gpu_rates = []
@@ -151,13 +171,16 @@ def main() -> None:
         gpu_rates = gpu_throughput(rec, crops, [48 * 48 * 300 * 2**k for k in range(7)])
     rates = {} if args.no_speed or gpu_rates else {t: throughput(rec, crops, t) for t in sorted({1, args.threads})}
     print(f"machine: {describe_machine()}")
-    print(f"model: {rec.version}  lines: {len(samples)}  decoding: greedy")
+    print(f"model: {rec.version}  lines: {len(samples)}  decoding: greedy" + (f", {lm_version}" if lm_version else ""))
     print()
-    print("| validation set | lines | CER | WER |" + (" Tesseract CER | Tesseract WER |" if tess else ""))
-    print("| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if tess else ""))
+    lm_head, lm_rule = (" LM CER | LM WER |", " ---: | ---: |") if with_lm else ("", "")
+    print("| validation set | lines | CER | WER |" + lm_head + (" Tesseract CER | Tesseract WER |" if tess else ""))
+    print("| --- | ---: | ---: | ---: |" + lm_rule + (" ---: | ---: |" if tess else ""))
     for key in sorted(groups, key=lambda k: (k == "all", k)):
         g = groups[key]
         row = f"| {key} | {g.lines} | {g.cer:.1%} | {g.wer:.1%} |"
+        if with_lm:
+            row += f" {with_lm[key].cer:.1%} | {with_lm[key].wer:.1%} |"
         if tess:
             row += f" {tess[key].cer:.1%} | {tess[key].wer:.1%} |"
         print(row)
@@ -173,6 +196,9 @@ def main() -> None:
         "model": rec.version,
         "cer": {k: round(v.cer, 4) for k, v in groups.items()},
         "wer": {k: round(v.wer, 4) for k, v in groups.items()},
+        "lm": lm_version,
+        "lm_cer": {k: round(v.cer, 4) for k, v in with_lm.items()},
+        "lm_wer": {k: round(v.wer, 4) for k, v in with_lm.items()},
         "tesseract_cer": {k: round(v.cer, 4) for k, v in tess.items()},
         "lines_per_s": {str(t): round(r, 1) for t, r in rates.items()},
         "gpu": gpu_rates,

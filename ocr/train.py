@@ -371,7 +371,7 @@ def train(
             len(segmented),
             100 * cfg.segmented_share,
         )
-    unknown = set(cfg.volume_weights) - {s.volume for s in keep}
+    unknown = set(cfg.volume_weights) - {s.volume for s in keep} - {s.corpus for s in keep}
     if unknown:
         log.warning("--volume-weights: no training lines of %s", ", ".join(sorted(unknown)))
     pool_items = []
