@@ -4,8 +4,9 @@
 
 Validation lines are the cached crops of ``ocr.corpus`` whose split is not
 ``train`` (``--lines N``: a fixed random sample of N of them). The
-recognizer's log-probabilities are computed once per model file and cached in ``.cache/lm-val-<model digest>.npz`` (only the latest is kept), so
-a rerun after the model improved recomputes them and a rerun with the same
+recognizer's log-probabilities are computed once per model file and cached
+in ``.cache/lm-val-<model digest>.npz`` (only the latest is kept), so a rerun
+after the model improved recomputes them and a rerun with the same
 model goes straight to the search. Stage 1 tries LM weight ``alpha`` x word
 bonus ``beta``; stage 2 the OOV and name offsets around the best of stage 1.
 The loss is relative CER + relative WER against greedy decoding. The chosen
