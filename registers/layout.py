@@ -234,6 +234,20 @@ def _role_of(line: RegisterLine, columns: list[Column]) -> Column:
     return min(columns, key=lambda c: min(abs(line.cx - c.x0), abs(line.cx - c.x1)))
 
 
+# "Ste" stays out: folded, it is also "Sté" (société), which opens the acts of companies.
+_NOT_OPENING = frozenset("paris rue place boulevard bd boul avenue av quai n no st et de du des la le les pour par".split())
+
+
+def opens_entry(text: str) -> bool:
+    """Return whether a names line may open an act: it starts with a capitalized word that is not an address's."""
+    words = text.strip().split()
+    if not words:
+        return False
+    first = words[0].strip("\"'«(")
+    key = re.sub(r"[^a-z]", "", fold(first))
+    return bool(first[:1].isupper() and key and key not in _NOT_OPENING and not first[:1].isdigit())
+
+
 def _union(boxes: list[Box]) -> Box:
     return min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
 
@@ -281,14 +295,26 @@ def build_entries(lines: list[RegisterLine], page_height: int) -> tuple[list[Ent
     names = sorted(
         (ln for ln in body if role[ln.id].role == "names" and ln.id not in heading_ids), key=lambda ln: ln.box[1]
     )
-    tops: list[float] = []
+    # The first names line of each act is beside its number: level with it, a little below it (riant-4)
+    # or a little above it (1920s hands), the same way down a page. Of the names lines near a number,
+    # those that open like an act (a capitalized name; not "à Paris", "rue ...", "n° 13") are candidates,
+    # and the one nearest the page's usual offset from the number is taken.
+    groups = []
     for group in _anchors(starts):
-        top = min(ln.box[1] for ln in group)
-        # The first names line of the act: the lowest one starting above the number (within a line height or two).
-        beside = [ln.box[1] for ln in names if top - 1.0 * med_h <= ln.box[1] <= top + 0.25 * med_h]
-        row_top = max(beside) if beside else top
+        top, bottom = min(ln.box[1] for ln in group), max(ln.box[3] for ln in group)
+        near = [ln for ln in names if top - 1.0 * med_h <= ln.box[1] <= bottom]
+        groups.append((top, near, [ln for ln in near if opens_entry(ln.text)]))
+    offsets = [min((ln.box[1] - top for ln in opening), key=abs) for top, _, opening in groups if opening]
+    offset = statistics.median(offsets) if offsets else 0.0
+    tops: list[float] = []
+    for top, near, opening in groups:
+        if opening:
+            row_top = min(opening, key=lambda ln: (abs(ln.box[1] - top - offset), ln.box[1])).box[1]
+        else:
+            beside = [ln.box[1] for ln in near if ln.box[1] <= top + 0.25 * med_h]
+            row_top = max(beside) if beside else top
         if tops and row_top <= tops[-1]:
-            row_top = top
+            row_top = max(top, tops[-1] + 1)
         tops.append(row_top)
     rows: list[list[RegisterLine]] = [[] for _ in tops]
     for line in body:
