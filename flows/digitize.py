@@ -309,11 +309,12 @@ def digitize_chunk(job: ChunkJob) -> ChunkResult:
     except Exception as exc:
         if is_transient(exc):
             attempt = prefect_runtime.task_run.run_count or 1
+            shown = ", ".join(p.page_id for p in job.pages[:5]) + (", ..." if len(job.pages) > 5 else "")
             logger.warning(
-                "chunk %d (%d pages, %s ...): transient storage error on attempt %d, retried if attempts are left: %s",
+                "chunk %d (%d pages: %s): transient storage error on attempt %d, retried while attempts are left: %s",
                 job.index,
                 len(job.pages),
-                job.pages[0].key if job.pages else "",
+                shown,
                 attempt,
                 exc,
             )
