@@ -87,9 +87,22 @@ class IndexLine:
     confidence: float = 1.0
 
 
+# Where a word holds two: after an elided particle (``d'Aimare``) or a glued one (``deVillers``, ``DeNeuilly``).
+_WORD_JOINT = re.compile(r"['’-]|(?<=[a-zà-ÿ])(?=[A-ZÀ-Ý])|(?<=^[DL])(?=[A-ZÀ-Ý][a-zà-ÿ])")
+
+
+def word_keys(word: str) -> set[str]:
+    """Return the keys a word is found by: the whole, and its parts after a particle (``deVillers`` → ``villers``)."""
+    keys = {name_key(word)}
+    parts = [p for p in _WORD_JOINT.split(word) if p]
+    if len(parts) > 1:
+        keys.update(name_key(p) for p in parts)
+    return {k for k in keys if len(k) >= 3}
+
+
 def line_terms(text: str) -> set[str]:
     """Return the keys of a line's words of three letters or more (``Lefèvre,`` → ``lefevre``)."""
-    return {k for k in (name_key(w) for w in _WORD.findall(text)) if len(k) >= 3}
+    return {k for w in _WORD.findall(text) for k in word_keys(w)}
 
 
 def _surname_keys(surname: str) -> list[tuple[str, int]]:
@@ -97,6 +110,7 @@ def _surname_keys(surname: str) -> list[tuple[str, int]]:
     parts = [p for p in re.split(r"[\s'’-]+", surname) if fold(p) not in PARTICLES]
     if len(parts) > 1:
         keys += [(name_key(p), 1) for p in parts if len(name_key(p)) >= 3]
+    keys += [(k, 1) for p in parts for k in word_keys(p) if k != name_key(p)]
     return [(k, kind) for k, kind in keys if k]
 
 
@@ -108,6 +122,8 @@ class NamesIndex:
         self.db = sqlite3.connect(self.path)
         self.db.execute("PRAGMA journal_mode=MEMORY")
         self.db.execute("PRAGMA synchronous=OFF")
+        # Words go into a B-tree keyed by term: inserts land all over it, so a large index needs a large cache.
+        self.db.execute("PRAGMA cache_size=-262144")  # 256 MiB
         self.db.executescript(_SCHEMA)
         self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         self._terms: dict[str, int] = dict(self.db.execute("SELECT key, id FROM terms"))

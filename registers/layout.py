@@ -235,7 +235,9 @@ def _role_of(line: RegisterLine, columns: list[Column]) -> Column:
 
 
 # "Ste" stays out: folded, it is also "Sté" (société), which opens the acts of companies.
-_NOT_OPENING = frozenset("paris rue place boulevard bd boul avenue av quai n no st et de du des la le les pour par".split())
+_NOT_OPENING = frozenset(
+    "paris rue place boulevard bd boul avenue av quai n no st et de du des la le les pour par".split()
+)
 
 
 def opens_entry(text: str) -> bool:
