@@ -170,6 +170,8 @@ def main() -> None:
             "PREFECT_HOME": str(tmpdir / "prefect-home"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_URL": ui,
+            # The address the UI's scripts call (by default port 4200, not this server's).
+            "PREFECT_UI_API_URL": api,
         }
         env.pop("PREFECT_API_URL", None)
         server = subprocess.Popen(
@@ -206,7 +208,8 @@ def main() -> None:
                 shots[f"artifact-{key}.png"] = f"{ui}/artifacts/artifact/{artifact_id}"
             profile = tmpdir / "chromium-profile"
             for name, url in shots.items():
-                screenshot(browser, url, args.out / name, profile)
+                # The logs tab tall enough to reach the WARNING lines of the failed pages.
+                screenshot(browser, url, args.out / name, profile, "1400,2800" if "logs" in name else "1400,1000")
                 print(f"{name}: {url}", file=sys.stderr)
         finally:
             server.terminate()
