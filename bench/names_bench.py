@@ -213,22 +213,18 @@ def main() -> None:
             # Lines in the right row, where the transcribers tagged each act's first names line.
             tagged = first_line_rows(page, gt_lines)
             if tagged:
-                names_of = {}
-                for e in pred_entries:
-                    cell = e.cell("names")
-                    for lid in cell.line_ids if cell else []:
-                        names_of[lid] = cell.line_ids[0]
+                entry_of = {lid: n for n, e in enumerate(pred_entries) for lid in e.line_ids}
                 by_id = {ln.id: ln for ln in gt_lines}
                 ordered = sorted(tagged, key=lambda i: by_id[i].box[1])
                 for gt_e in gt_entries:
                     cell = gt_e.cell("names")
                     for lid in cell.line_ids if cell else []:
-                        y = by_id[lid].cy
-                        above = [t for t in ordered if by_id[t].box[1] <= y]
+                        above = [t for t in ordered if by_id[t].box[1] <= by_id[lid].cy]
                         if not above:
                             continue
+                        # Right when the line's entry is the one holding its act's tagged first line.
                         s["tagged_lines"] += 1
-                        s["tagged_right"] += names_of.get(lid) == above[-1]
+                        s["tagged_right"] += lid in entry_of and entry_of[lid] == entry_of.get(above[-1])
             # Surnames: read exactly / within one edit (same line), found by search later.
             for lid, tok in reference_surnames(gt_lines, page.height, counts):
                 text = predicted.get((pid, lid), ("", 0.0))[0]

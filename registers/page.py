@@ -43,7 +43,23 @@ def read_entries(lines: list[RegisterLine], page_height: int, know: NameKnowledg
         if names is not None:
             entry.persons = find_persons([by_id[i] for i in names.line_ids], know)
         previous = entry
+    _keep_chronological(entries)
     return entries
+
+
+def _keep_chronological(entries: list[Entry]) -> None:
+    """Set a bare day that breaks the register's order to its neighbours' (``5, 6, 5`` → ``5, 5, 5``).
+
+    A répertoire lists acts by date, so an act between two of the same day is
+    of that day too; a lone day out of order is a misread digit. Only days the
+    heading completed are touched (a full date written in the cell is kept).
+    """
+    for before, entry, after in zip(entries, entries[1:], entries[2:], strict=False):
+        a, d, b = before.date, entry.date, after.date
+        if not (a and d and b and a.iso and b.iso and a.iso == b.iso) or d.iso == a.iso:
+            continue
+        if "month" in d.inherited and (d.iso is None or d.iso < a.iso or d.iso > b.iso):
+            entry.date = ParsedDate(d.raw, a.iso, a.day, a.month, a.year, "order")
 
 
 def entry_to_dict(entry: Entry) -> dict[str, Any]:

@@ -156,3 +156,16 @@ def test_real_example_page_has_entries(repo_root: Path) -> None:
 def _box(polygon: list[tuple[int, int]]) -> tuple[int, int, int, int]:
     xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
     return min(xs), min(ys), max(xs), max(ys)
+
+
+def test_a_lone_day_out_of_order_takes_its_neighbours() -> None:
+    """Acts are listed by date: between two acts of the 11th, a day read as 17 is the 11th too."""
+    days = {"8": "11", "10.": "17", "11": "11"}
+    lines = [
+        RegisterLine(ln.id, ln.box, days.get(ln.text, ln.text) if 440 < ln.box[0] < 560 else ln.text)
+        for ln in riant_lines()
+    ]
+    entries = read_entries(lines, HEIGHT)
+    assert [e.date.raw for e in entries] == ["11", "17", "11"]
+    assert [e.date.iso for e in entries] == ["1830-09-11"] * 3
+    assert entries[1].date.inherited == "order"
