@@ -292,8 +292,17 @@ def synthetic_benchmark(path: Path, n_pages: int) -> dict:
                 if p % 10_000 == 9_999:
                     index.db.commit()
                     print(f"{p + 1} synthetic pages", file=sys.stderr)
-        tmp.replace(path)
         built_s = time.perf_counter() - t0
+        with NamesIndex(tmp) as index:
+            index.set_meta("synthetic_built_s", f"{built_s:.1f}")
+        tmp.replace(path)
+    else:
+        import sqlite3
+
+        db = sqlite3.connect(path)
+        row = db.execute("SELECT value FROM meta WHERE key = 'synthetic_built_s'").fetchone()
+        db.close()
+        built_s = float(row[0]) if row else 0.0
     queries = [s.capitalize() for s in rng.sample(surnames, 40)]
     queries += [q[:2] + q[3:] for q in queries[:20]]  # a letter dropped: fuzzy
     queries += ["Lefebvre", "Dupont", "Jean Martin", "Ardilouze"]
