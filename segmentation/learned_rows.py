@@ -12,7 +12,7 @@ import numpy as np
 from scipy.ndimage import find_objects
 
 from segmentation.learned import LineMaps, line_basins, line_network
-from segmentation.params import SegmentationParams
+from segmentation.params import SPACING_FLOOR, SegmentationParams
 from segmentation.rows import _RowInk, _split_gaps, _walls_at
 from segmentation.rules import Ruling
 
@@ -43,7 +43,9 @@ def _learned_rows(
     blank runs wider than ``learned_split_gap`` line spacings.
     """
     net = line_network(params.line_model)
-    maps = net.predict(levelled, work_scale, network_zoom(spacing / work_scale * net.scale, params.learned_spacing))
+    trusted = spacing > SPACING_FLOOR  # else no period of rows was found: the network's own scale
+    zoom = network_zoom(spacing / work_scale * net.scale, params.learned_spacing) if trusted else 1.0
+    maps = net.predict(levelled, work_scale, zoom)
     basins = line_basins(maps, params.band_threshold, params.region_threshold, params.min_band_area, params.band_floor)
     boxes = find_objects(basins)
     mh, mw = basins.shape

@@ -37,7 +37,7 @@ import numpy as np
 from segmentation.binarize import binarize_sauvola, paper_mask
 from segmentation.deskew import PageTransform, estimate_skew, page_transform, rotate_mask
 from segmentation.learned_rows import _learned_rows
-from segmentation.params import WORK_PIXELS, SegmentationParams
+from segmentation.params import SPACING_FLOOR, WORK_PIXELS, SegmentationParams
 from segmentation.rows import _baseline, _outline, _RowInk
 from segmentation.rule_rows import _assign_rows, _attach_small, _merge_rows
 from segmentation.rules import Grid, Ruling, detect_rules, remove_rules, rule_band, subcolumn_rules, table_grid
@@ -76,9 +76,11 @@ def _small_rows_scale(shape: tuple[int, int], scale: float, spacing: float, para
     A scan of low resolution (or a page written small) has its rows closer
     than ``min_work_spacing`` working pixels: its pen strokes are a pixel wide
     and the absolute floors (specks, a stroke's shape) start to bite. Such a
-    page is worked on enlarged, up to the pixel budget and ``max_upscale``.
+    page is worked on enlarged, up to the pixel budget and ``max_upscale``; not
+    when the estimate is near its floor (no clear period of rows: a scrap of a
+    page with three lines estimated at 9 pixels apart measures 8 once enlarged).
     """
-    if params.min_work_spacing is None or spacing >= params.min_work_spacing:
+    if params.min_work_spacing is None or spacing >= params.min_work_spacing or spacing < 1.5 * SPACING_FLOOR:
         return None
     h, w = shape
     budget = float(np.sqrt(params.work_pixels / (h * w)))
@@ -99,7 +101,7 @@ def _level(gray: np.ndarray, scale: float) -> tuple[PageTransform, float, np.nda
     return tf, 0.0, work, ink
 
 
-def estimate_line_spacing(text: np.ndarray, lo: float = 8.0, hi: float | None = None) -> float:
+def estimate_line_spacing(text: np.ndarray, lo: float = SPACING_FLOOR, hi: float | None = None) -> float:
     """Return the distance in pixels between consecutive text rows of a levelled ink mask.
 
     The rows' period is the first strong peak of the autocorrelation of the

@@ -11,6 +11,10 @@ from dataclasses import dataclass
 #: Pixel budget of the working image: enough for thin pen strokes, small enough for ≤ 2 s/page.
 WORK_PIXELS = 3_600_000
 
+#: The line-spacing estimate's floor (working pixels): an estimate there found no period of rows (a scrap of a
+#: page, a few lines at odd angles), and the page is not rescaled by it.
+SPACING_FLOOR = 8.0
+
 #: Line spacing (working pixels) below which a page is worked on enlarged: the LECTAUREP training pages
 #: measure 31 (random-set-1) to 50 (riant-4) working pixels.
 MIN_WORK_SPACING = 30.0

@@ -9,6 +9,7 @@ from segmentation.learned import DEFAULT_LINE_MODEL
 from segmentation.learned_rows import MAX_NETWORK_ZOOM, network_zoom
 from segmentation.lines import SegmentationParams, _small_rows_scale, segment_page
 from segmentation.loading import load_page_file
+from segmentation.params import SPACING_FLOOR
 from segmentation.types import PageImage
 
 LEARNED = SegmentationParams(line_model=str(DEFAULT_LINE_MODEL))
@@ -29,6 +30,7 @@ def test_a_page_with_small_rows_is_worked_on_enlarged_within_the_budget():
     assert up == pytest.approx(params.min_work_spacing / 20.0)
     assert _small_rows_scale((3000, 2000), 0.77, 20.0, params) is None  # no pixels left in the budget
     assert _small_rows_scale((1500, 1000), 1.0, 20.0, SegmentationParams(min_work_spacing=None)) is None
+    assert _small_rows_scale((1500, 1000), 1.0, SPACING_FLOOR + 1, params) is None  # no clear period of rows
 
 
 @pytest.fixture(scope="module")
