@@ -109,7 +109,11 @@ def parse_date(text: str, context: Context | None = None) -> ParsedDate:
     """
     context = context or Context()
     raw = " ".join(text.split())
-    tokens = _TOKEN.findall(raw.replace("&", " "))
+    # "12 (17 7bre &)": the act is of the 12th of the heading's month; what the parenthesis adds (the
+    # dates of acts joined to it) is another month's. A bare day before a parenthesis keeps it.
+    head, paren, _ = raw.partition("(")
+    scope = head if paren and re.search(r"\d", head) else raw
+    tokens = _TOKEN.findall(scope.replace("&", " ").replace(".", " "))
     day = month = year = None
     for i, token in enumerate(tokens):
         bare = token.strip(".")
@@ -124,7 +128,7 @@ def parse_date(text: str, context: Context | None = None) -> ParsedDate:
                         month = found
                         break
             continue
-    y = _YEAR.search(raw)
+    y = _YEAR.search(scope)
     if y:
         year = int(y.group(1))
     inherited = []

@@ -241,11 +241,21 @@ _NOT_OPENING = frozenset(
 
 
 def opens_entry(text: str) -> bool:
-    """Return whether a names line may open an act: it starts with a capitalized word that is not an address's."""
+    """Return whether a names line may open an act: a capitalized name first (``Gelot (par``, ``de Monval``).
+
+    Not an address (``à Paris``, ``rue ...``, ``n° 13``) nor the end of the first
+    names in parentheses (``Hippolyte) rue ...``).
+    """
     words = text.strip().split()
     if not words:
         return False
+    if fold(words[0]) in ("de", "du", "d'") and len(words) > 1:
+        words = words[1:]  # a particle: "de Monval (par Charles"
+    elif fold(words[0]).startswith("d'") and len(words[0]) > 2:
+        words = [words[0][2:], *words[1:]]
     first = words[0].strip("\"'«(")
+    if first.endswith((")", ",")):
+        return False
     key = re.sub(r"[^a-z]", "", fold(first))
     return bool(first[:1].isupper() and key and key not in _NOT_OPENING and not first[:1].isdigit())
 

@@ -41,18 +41,20 @@ _NOT_NAMES = frozenset(
     "compagnie cie banque ville commune conseil famille prefet ministre maire chambre etude suite do id idem "
     "xxx nord sud est ouest ct cte vve ppre propre md mde marchand rentier rentiere sans profession "
     "janvier fevrier mars avril mai juin juillet aout septembre octobre novembre decembre an mois "
-    "caisse credit foncier lyon versailles marseille belgique angleterre".split()
+    "caisse credit foncier lyon versailles marseille belgique angleterre "
+    "susd susdit susdite susdits led lad lesd ledit ladite".split()
 )
 _SKIP_IN_PARENS = frozenset("par pour le la les mandataire de du des heritiers et representants mineur dumineur "
-                            "apres deces au profit auprofit".split())  # fmt: skip
+                            "apres deces au profit auprofit a à requete".split())  # fmt: skip
 _TOKEN = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][A-Za-zÀ-ÖØ-öø-ÿ'’^\-]*|[()]")
 _GLUED = re.compile(r"^(par|de|du|des|au|à|a|et|le|la|d'|rue|pour)(?=[A-ZÀ-Ý])")
 _DOMICILE = re.compile(
-    r"\b(?:dem(?:eurant|\^?t|t)|dom(?:icili[ée]e?)?\.?|de)\s+(?:à\s+)?(?=[A-ZÀ-Ý])|\bà\s+(?=[A-ZÀ-Ý])"
+    r"\b(?:dem(?:eurant|\^?t|t)|dom(?:icili[ée]e?)?\.?)\s+(?:à\s+)?(?=[A-ZÀ-Ý])|\b(?:à|de)\s+(?=[A-ZÀ-Ý])"
+    r"|(?=\b(?:rue|place|quai|boulevard|boul|bd|faubourg|fg|cité|avenue|av|passage|impasse)\b)"
 )
 
 _DOMICILE_END = re.compile(
-    r"\s(?:pour|au ?profit|auProfit|et de|par|requête|d'une?|le \d|arrivée?|voir|à l'|dont)\b|[;)]"
+    r"\s(?:pour|au ?profit|auProfit|et de|par|requête|d'une?|le \d|arrivée?|voir|à l'|dont|comme|à|de \d+)\b|[;)]"
     r"|\b(?:M\^?r|M\^?me|Ma\^?me|Made|Madelle|Mlle|M\.|Mr|Vve|Veuve)(?=[\s.])"
 )
 
@@ -255,8 +257,16 @@ def _others(toks: list[_Tok], used: set[int], know: NameKnowledge) -> list[Perso
             k -= 1
             first = first[:-1]
             end = _surname_run(toks, k, know) or k + 1
-        if end == k:
-            i = max(k, i + 1)
+        parts = toks[k:end]
+        if (
+            end == k
+            or all(t.key in PARTICLES for t in parts)
+            or (
+                # "Veuve de Nicolas": the husband's first name, not a surname.
+                parts[0].key in PARTICLES and len(parts) == 2 and know.is_firstname(parts[1].text)
+            )
+        ):
+            i = max(end, i + 1)
             continue
         person = Person(
             " ".join(t.text for t in toks[k:end]),
@@ -274,8 +284,19 @@ def _others(toks: list[_Tok], used: set[int], know: NameKnowledge) -> list[Perso
 def _domicile(text: str, person: Person, next_start: int) -> str:
     """Return the place after the person's names (``demt à Paris, rue ...``), up to the next person or 80 chars."""
     tail = text[person.end : min(next_start, person.end + 120)]
-    m = _DOMICILE.search(tail)
-    if not m or m.start() > 60:
+    know = load_knowledge()
+    # "demt à", "demeurant", "domicilié" say it outright; "à ...", "de ...", "rue ..." only when they do not.
+    strong = [m for m in _DOMICILE.finditer(tail) if m.group(0)[:3].lower() in ("dem", "dom")]
+    for m in strong or _DOMICILE.finditer(tail):
+        if m.start() > 100:
+            return ""
+        word = re.match(r"[^\s,.;()]+", tail[m.end() :])
+        # "à Armand du Peyrat", "de Madelaine": a person follows, not a place.
+        w = word.group(0) if word else ""
+        if w and ((know.is_firstname(w) and not know.is_common(w)) or fold(w).strip("^.") in TITLES):
+            continue
+        break
+    else:
         return ""
     place = tail[m.end() :]
     place = _DOMICILE_END.split(place)[0]

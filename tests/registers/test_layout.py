@@ -9,51 +9,73 @@ import pytest
 from registers.layout import RegisterLine, build_entries, header_columns
 from registers.page import entry_from_dict, entry_to_dict, is_ditto, read_entries
 
-# DAFANCH96_048MIC06491_L-0 (riant-4, a training page): line boxes (x0, y0, x1, y1) and transcriptions.
+# DAFANCH96_048MIC06490_L-1 (riant-4, a training page; its folio number left out): the header, the month
+# heading, the end of act 534 (begun on the page before) and acts 535 to 537, as transcribed, with their
+# line boxes (x0, y0, x1, y1) in pixels.
 RIANT = [
-    ((1754, 287, 1911, 375), "RELATION"),
-    ((461, 294, 537, 397), "Dates"),
-    ((350, 323, 424, 404), "N.os"),
-    ((954, 323, 1703, 404), "NOMS, PRENOMS ET DOMICILES DES PARTIES."),
-    ((593, 326, 920, 399), "NATURE ET ESPÈCE"),
-    ((1801, 360, 1865, 407), "de"),
-    ((451, 377, 522, 444), "des"),
-    ((667, 380, 831, 431), "DES ACTES"),
-    ((363, 394, 412, 436), "du"),
-    ((1713, 404, 1926, 444), "l'enregistrement"),
-    ((449, 448, 525, 505), "Actes."),
-    ((348, 451, 436, 507), "Rép.re"),
-    ((1033, 451, 1629, 507), "INDICATIONS, SITUATIONS ET PRIX DES BIENS."),
-    ((758, 463, 932, 522), "EN MINUTES."),
-    ((557, 471, 731, 515), "EN BREVETS."),
-    ((1821, 480, 1899, 552), "Droits."),
-    ((1708, 485, 1776, 561), "Dates"),
-    ((996, 552, 1693, 657), "An 1830 mois de Septembre."),
-    ((1003, 655, 1661, 775), "DeNeuilly (après le décès de"),
-    ((750, 667, 939, 765), "Inventaire"),
-    ((463, 684, 522, 762), "8"),
-    ((338, 691, 417, 785), "539"),
-    ((954, 736, 1732, 839), "Virginie) rue du petit Carreau"),
-    ((1794, 792, 1941, 900), "2.20."),
-    ((1705, 807, 1774, 932), "14"),
-    ((944, 812, 1077, 897), "n° 13."),
-    ((741, 888, 949, 1037), "Procuration"),
-    ((998, 905, 1659, 1020), "Caillard de Beauvoir (par ~"),
-    ((476, 954, 557, 1020), "10."),
-    ((346, 956, 429, 1047), "540"),
-    ((969, 1003, 1700, 1089), "Abraham Louis) rue du grand Chantier"),
-    ((966, 1069, 1671, 1160), "N°2. à Emile Paul Crosnier, rue du"),
-    ((1816, 1123, 1921, 1197), "2.20"),
-    ((947, 1138, 1205, 1248), "Mail. n° 11."),
-    ((1720, 1140, 1771, 1197), "11"),
-    ((559, 1251, 765, 1386), "Procuration"),
-    ((944, 1258, 1693, 1359), "Vernes (par Jean François) Cité -"),
-    ((343, 1275, 419, 1361), "541"),
-    ((1835, 1280, 1943, 1469), "2.20"),
-    ((466, 1285, 527, 1351), "11"),
-    ((939, 1322, 1710, 1418), "d'Orléans n°25. à François Vernes"),
-    ((935, 1388, 1484, 1491), "son père demt à Genève."),
-    ((1705, 1400, 1771, 1462), "11"),
+    ((358, 240, 682, 417), "NATURE ET ESPÈCE"),
+    ((235, 287, 323, 377), "Dates"),
+    ((1516, 291, 1698, 350), "RELATION"),
+    ((743, 296, 1484, 375), "NOMS, PRENOMS ET DOMICILES DES PARTIES"),
+    ((152, 311, 203, 382), "N.os"),
+    ((1578, 345, 1634, 390), "de"),
+    ((441, 358, 611, 412), "DES ACTES"),
+    ((1504, 360, 1688, 431), "l'enregistrement"),
+    ((147, 370, 225, 444), "du"),
+    ((262, 370, 343, 441), "des"),
+    ((812, 424, 1406, 478), "INDICATIONS, SITUATIONS ET PRIX DES BIENS."),
+    ((142, 429, 223, 505), "Rép.re"),
+    ((257, 434, 341, 510), "Actes."),
+    ((562, 444, 716, 490), "EN MINUTES"),
+    ((358, 453, 520, 498), "EN BREVETS."),
+    ((1484, 463, 1560, 507), "Dates."),
+    ((1568, 463, 1698, 505), "Droits."),
+    ((1501, 488, 1686, 569), "Douzième"),
+    ((790, 532, 1465, 630), "An 1830 mois de Septembre."),
+    ((1494, 547, 1713, 679), "feuillet"),
+    ((728, 603, 1440, 740), "Gombaut (par Philippe) rue de"),
+    ((544, 647, 711, 748), "Dépôt"),
+    ((360, 667, 493, 767), "534. 7."),
+    ((728, 721, 1428, 804), "Richelieu n° 1er d'une procuration"),
+    ((738, 767, 1443, 858), "à lui donnée par les Srs Rouillard,"),
+    ((728, 836, 1362, 954), "De Goguet, sr & Delles Poupart."),
+    ((1511, 843, 1548, 915), "8"),
+    ((1582, 843, 1703, 912), "2.20"),
+    ((120, 927, 228, 1104), "535"),
+    ((544, 944, 728, 1108), "Transport"),
+    ((775, 946, 1477, 1052), "Bergeron (par le mandataire de"),
+    ((262, 993, 319, 1089), "7"),
+    ((731, 1032, 1465, 1123), "Madelaine Félicité Grard Veuve de"),
+    ((743, 1106, 1474, 1199), "Nicolas) rue du Faubourg St Denis n° 73."),
+    ((728, 1155, 1477, 1246), "à Cécile Flore Lemanceau Deschaleris"),
+    ((733, 1229, 1484, 1332), "Veuve de Jerôme Auguste Lesecq, rue"),
+    ((731, 1297, 1487, 1386), "de Bondy n° 34. de 10,000f à prendre"),
+    ((741, 1359, 1482, 1469), "sur Mr & Mde Gonin, moyt pareilleSomme"),
+    ((1580, 1425, 1720, 1489), "122-20"),
+    ((1509, 1435, 1563, 1489), "14"),
+    ((748, 1442, 1067, 1533), "payée comptant."),
+    ((780, 1538, 1492, 1653), "Terray (à la requête de Claude ~"),
+    ((542, 1562, 765, 1638), "Procès-Verbal"),
+    ((122, 1572, 240, 1682), "536"),
+    ((260, 1582, 311, 1656), "7"),
+    ((760, 1616, 1467, 1722), "Hippolyte) rue St Dominique Faubourg"),
+    ((552, 1629, 723, 1680), "d'enchères."),
+    ((758, 1682, 1470, 1776), "St Germain N° 23. d'une Maison à -"),
+    ((746, 1744, 1492, 1844), "Paris; Susd. rue St Dominique Nos 21 & 23."),
+    ((1511, 1751, 1570, 1862), "16"),
+    ((1639, 1751, 1722, 1798), "1.-10-"),
+    ((1541, 1776, 1624, 1862), "Plans."),
+    ((1629, 1795, 1720, 1849), "2.20-"),
+    ((341, 1864, 593, 2001), "Procuration"),
+    ((758, 1881, 1457, 1974), "de Monval (par Charles Antoine"),
+    ((142, 1908, 218, 2031), "537"),
+    ((252, 1908, 284, 1977), "8"),
+    ((738, 1935, 1482, 2048), "Auguste Baron Gamon) demeurant"),
+    ((748, 2006, 1477, 2102), "à Grenoble, comme Tuteur de ses trois"),
+    ((738, 2073, 1514, 2176), "filles à Armand du Peyrat, quai Voltaire"),
+    ((1639, 2131, 1717, 2220), "2.20"),
+    ((1521, 2134, 1558, 2208), "8"),
+    ((750, 2151, 868, 2230), "n° 15."),
 ]
 HEIGHT = 2944
 
@@ -66,34 +88,39 @@ def test_columns_from_the_printed_header() -> None:
     columns, bottom = header_columns(riant_lines(), HEIGHT)
     assert [c.role for c in columns] == ["number", "date", "nature", "names", "relation", "fees"]
     assert columns[3].label.startswith("NOMS, PRENOMS")
-    assert bottom == 561  # the lowest label, "Dates" of the relation column
+    assert bottom == 510  # the lowest label, "Actes." of the dates column
 
 
 def test_rows_start_at_act_numbers_and_take_their_cells() -> None:
     entries, _ = build_entries(riant_lines(), HEIGHT)
-    assert [e.act_number for e in entries] == ["539", "540", "541"]
+    assert [e.act_number for e in entries] == ["535", "536", "537"]
     first = entries[0]
-    assert first.cell("names").text == "DeNeuilly (après le décès de\nVirginie) rue du petit Carreau\nn° 13."
-    assert first.cell("nature").text == "Inventaire"
-    assert first.cell("relation").text == "14" and first.cell("fees").text == "2.20."
-    assert first.date.iso == "1830-09-08"  # the day, with the heading's month and year
-    assert entries[1].cell("names").text.startswith("Caillard de Beauvoir")
-    assert entries[2].cell("names").text.endswith("son père demt à Genève.")
-    heading = next(ln.id for ln in riant_lines() if ln.text.startswith("An 1830"))
-    assert all(heading not in e.line_ids for e in entries)  # the month heading is no act's
-    assert first.box[1] == 655  # the row starts with its first names line, above the number
+    assert first.cell("names").text.startswith("Bergeron (par le mandataire de\nMadelaine Félicité Grard Veuve de")
+    assert first.cell("names").text.endswith("payée comptant.")
+    assert first.cell("nature").text == "Transport"
+    assert first.cell("relation").text == "14" and first.cell("fees").text == "122-20"
+    assert first.date.iso == "1830-09-07"  # the day, with the heading's month and year
+    # Act 536's first names line is written above its number, act 537's below: both open their rows.
+    assert entries[1].cell("names").text.startswith("Terray (à la requête de Claude ~")
+    assert entries[2].cell("names").text.startswith("de Monval (par Charles Antoine")
+    text = {ln.id: ln.text for ln in riant_lines()}
+    in_entries = {text[i] for e in entries for i in e.line_ids}
+    assert "An 1830 mois de Septembre." not in in_entries  # the month heading is no act's
+    assert "De Goguet, sr & Delles Poupart." not in in_entries  # the end of act 534, begun a page before
 
 
 def test_fields_and_persons_of_the_entries() -> None:
     entries = read_entries(riant_lines(), HEIGHT)
-    assert [e.nature for e in entries] == ["inventaire", "procuration", "procuration"]
-    assert [e.date.iso for e in entries] == ["1830-09-08", "1830-09-10", "1830-09-11"]
+    assert [e.nature for e in entries] == ["transport", "procès-verbal", "procuration"]
+    assert [e.date.iso for e in entries] == ["1830-09-07", "1830-09-07", "1830-09-08"]
     assert [(p.surname, p.first_names) for p in entries[2].persons] == [
-        ("Vernes", "Jean François"),
-        ("Vernes", "François"),
+        ("de Monval", "Charles Antoine Auguste"),
+        ("du Peyrat", "Armand"),
     ]
-    surname = entries[1].persons[0]
-    assert entries[1].cell("names").text[surname.start : surname.end] == "Caillard de Beauvoir"
+    assert entries[2].persons[1].domicile == "quai Voltaire n° 15"
+    assert ("Lesecq", "Jerôme Auguste") in [(p.surname, p.first_names) for p in entries[0].persons]
+    monval = entries[2].persons[0]
+    assert entries[2].cell("names").text[monval.start : monval.end] == "de Monval"
 
 
 def test_entries_round_trip_through_json() -> None:
@@ -160,9 +187,9 @@ def _box(polygon: list[tuple[int, int]]) -> tuple[int, int, int, int]:
 
 def test_a_lone_day_out_of_order_takes_its_neighbours() -> None:
     """Acts are listed by date: between two acts of the 11th, a day read as 17 is the 11th too."""
-    days = {"8": "11", "10.": "17", "11": "11"}
+    days = iter(["11", "17", "11"])
     lines = [
-        RegisterLine(ln.id, ln.box, days.get(ln.text, ln.text) if 440 < ln.box[0] < 560 else ln.text)
+        RegisterLine(ln.id, ln.box, next(days) if 240 < ln.box[0] < 330 and ln.box[1] > 900 else ln.text)
         for ln in riant_lines()
     ]
     entries = read_entries(lines, HEIGHT)
