@@ -124,8 +124,14 @@ def digitize_args(src: Path | str, out: Path | str, model: Path) -> list[str]:
     return ["digitize", str(src), "--out", str(out), "--model", str(model), "--no-lm", "--chunk-size", "4"]
 
 
-def test_sigterm_stops_a_run_within_15_s_and_leaves_no_process(
-    tmp_path: Path, tiny_model: Path, pages_src: Path, standalone_env: dict[str, str], started: list
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_a_run_within_15_s_and_leaves_no_process(
+    stop: signal.Signals,
+    tmp_path: Path,
+    tiny_model: Path,
+    pages_src: Path,
+    standalone_env: dict[str, str],
+    started: list,
 ) -> None:
     out = tmp_path / "out"
     proc = start(digitize_args(pages_src, out, tiny_model), standalone_env, started)
@@ -133,13 +139,13 @@ def test_sigterm_stops_a_run_within_15_s_and_leaves_no_process(
     below = descendants(proc.pid)
     assert any("flows.local_server" in cmdline(p) for p in below), "no temporary Prefect server was started"
     t0 = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     stop_s = time.monotonic() - t0
-    print(f"\nSIGTERM to exit: {stop_s:.1f} s")
+    print(f"\n{stop.name} to exit: {stop_s:.1f} s")
     assert stop_s < 15, err[-3000:]
-    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
-    assert "stopped by SIGTERM" in err and "left to do" in err and "Traceback" not in err
+    assert proc.returncode == 128 + stop, err[-3000:]
+    assert f"stopped by {stop.name}" in err and "left to do" in err and "Traceback" not in err
     time.sleep(0.5)
     assert not [p for p in below if alive(p)], [cmdline(p) for p in below if alive(p)]
 
