@@ -3,7 +3,9 @@
 Keys are relative to the folder or prefix, with ``/`` separators. Every write is
 atomic: a reader sees the old object, the new one, or none, never half of one
 (local: a temporary file in the same folder, then ``os.replace``; S3: one PUT,
-which the store commits whole or not at all).
+which the store commits whole or not at all). Listings give each key's size
+(the flow balances chunks by bytes), and the destination's lease uses
+conditional writes (S3 ``If-None-Match``/``If-Match``, local ``O_EXCL``).
 
 S3 goes through boto3, configured the standard AWS way (``AWS_ENDPOINT_URL``,
 ``AWS_REGION``/``AWS_DEFAULT_REGION``, ``AWS_ACCESS_KEY_ID``..., profiles and
