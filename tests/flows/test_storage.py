@@ -223,3 +223,19 @@ def test_endpoint_comes_from_the_standard_aws_environment(s3_prefix: str) -> Non
     st = S3Storage.from_url(s3_prefix, addressing_style="path")  # no endpoint_url given
     st.put("x.png", b"png")
     assert st.get("x.png") == b"png"
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_listings_give_sizes_and_conditional_writes_refuse(kind: str, tmp_path: Path, request) -> None:  # noqa: ANN001
+    if kind == "local":
+        st = LocalStorage(tmp_path)
+    else:
+        st = open_storage(request.getfixturevalue("s3_prefix"), addressing_style="path")
+    st.put("reg/a.jpg", b"A" * 300)
+    st.put("b.png", b"")
+    assert list(st.list_sizes()) == [("b.png", 0), ("reg/a.jpg", 300)]
+    assert st.put_new("lock.json", b"one") and not st.put_new("lock.json", b"two")
+    data, tag = st.get_tagged("lock.json")
+    assert data == b"one"
+    assert st.put_if_tag("lock.json", b"three", tag) and not st.put_if_tag("lock.json", b"four", tag)
+    assert st.get("lock.json") == b"three" and not st.put_if_tag("gone.json", b"x", tag)
