@@ -137,7 +137,7 @@ def first_line_rows(page, lines: list[RegisterLine]) -> dict[str, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--predictions", type=Path, default=Path("/tmp/i23-predictions.jsonl"))
+    ap.add_argument("--predictions", type=Path, default=Path("/tmp/i23-predictions-all.jsonl"))
     ap.add_argument("--synthetic-pages", type=int, default=100_000)
     ap.add_argument("--synthetic-index", type=Path, default=Path("/tmp/i23-synthetic-names.sqlite"))
     ap.add_argument("--out", type=Path, default=RESULTS)
