@@ -113,7 +113,8 @@ def parse_date(text: str, context: Context | None = None) -> ParsedDate:
     # dates of acts joined to it) is another month's. A bare day before a parenthesis keeps it.
     head, paren, _ = raw.partition("(")
     scope = head if paren and re.search(r"\d", head) else raw
-    tokens = _TOKEN.findall(scope.replace("&", " ").replace(".", " "))
+    # Superscripts are marked "^" in transcriptions ("1^er", "X^bre"): the letters count, not the mark.
+    tokens = _TOKEN.findall(scope.replace("&", " ").replace(".", " ").replace("^", ""))
     day = month = year = None
     for i, token in enumerate(tokens):
         bare = token.strip(".")

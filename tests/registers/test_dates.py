@@ -58,6 +58,7 @@ def test_names_lines_are_not_headings() -> None:
         ("(Ste des 4, 6 & 7 8bre 1845)", "1845-10-04", ""),  # 07667_L-1
         ("(Ste du 28 9bre 1903)", "1903-11-28", ""),  # random-set-1 FRAN_0025_0080_L-0
         ("Ste du 31 8bre", "1850-10-31", "year"),  # dufour-1 07671_L-1
+        ("1^er", "1850-10-01", "month+year"),  # a superscript, as transcriptions mark it
     ],
 )
 def test_date_cells(cell: str, iso: str, inherited: str) -> None:
