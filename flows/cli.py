@@ -85,7 +85,12 @@ def digitize(
         bool, typer.Option("--only-failed", help="Retry only pages whose last attempt failed.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Redo every page, even those already done.")] = False,
-    chunk_size: Annotated[int | None, typer.Option("--chunk-size", min=1, help="Pages per Prefect task.")] = None,
+    chunk_size: Annotated[
+        int | None,
+        typer.Option(
+            "--chunk-size", min=1, help="Pages per Prefect task, on average: chunks balance the bytes of the scans."
+        ),
+    ] = None,
     model: ModelOpt = None,
     lm: LmOpt = None,
     no_lm: NoLmOpt = False,

@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     )
     device: str = Field("auto", description="auto, cpu or cuda")
     decode_workers: int = Field(2, ge=1, description="processes in the LM decoding pool")
-    chunk_size: int = Field(20, ge=1, le=1000, description="pages per Prefect task")
+    chunk_size: int = Field(
+        20, ge=1, le=1000, description="pages per Prefect task on average (chunks balance bytes of source objects)"
+    )
     formats: list[str] = Field(default_factory=lambda: ["json"], description="json, alto, page")
     max_pixels: int = Field(120_000_000, description="refuse images with more pixels than this")
     segmenter: str = Field(
