@@ -207,6 +207,8 @@ def _lead(toks: list[_Tok], know: NameKnowledge) -> tuple[Person | None, set[int
     surname_end = end
     while surname_end - start > 1 and know.is_firstname(toks[surname_end - 1].text):
         surname_end -= 1
+    if all(t.key in PARTICLES for t in toks[start:surname_end]):
+        surname_end = end  # "d'Aubin": the name after a particle is the surname, even when it is a first name too
     used = set(range(start, end))
     person = Person(
         " ".join(t.text for t in toks[start:surname_end]), start=toks[start].start, end=toks[surname_end - 1].end
@@ -363,6 +365,8 @@ def find_persons(cell_lines: list[RegisterLine], know: NameKnowledge | None = No
     for ln in cell_lines:
         offsets.append(offsets[-1] + len(ln.text) + 1)
     for n, person in enumerate(people):
+        # As written ("d'Aubin", "DeNeuilly"), across a line break as one space.
+        person.surname = " ".join(text[person.start : person.end].split())
         k = max(i for i in range(len(cell_lines)) if offsets[i] <= person.start)
         line = cell_lines[k]
         s, e = person.start - offsets[k], min(person.end - offsets[k], len(line.text))

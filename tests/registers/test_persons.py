@@ -123,3 +123,8 @@ def test_nbest_spellings_come_from_the_line_alternatives() -> None:
     )
     (nicolle,) = find_persons([line])
     assert nicolle.nbest == ["Nicole", "Micolle"]
+
+
+def test_a_surname_after_an_elided_particle_is_kept_as_written() -> None:
+    # "Aubin" is a first name too; after "d'" it is the surname.
+    assert people("d'Aubin (parMr Jean) demt à Paris") == [("M.", "Jean", "d'Aubin")]
