@@ -94,7 +94,8 @@ def test_keys_that_climb_out_stay_inside_dst(tmp_path: Path, tiny_model: Path, m
     ids = assign_page_ids(sorted(pages))
     assert len(set(ids.values())) == len(pages)  # colliding keys got distinct ids
     for name in os.listdir(out):
-        assert name == "manifest.jsonl" or name.rsplit(".", 2)[0] in ids.values(), name
+        # Beside the pages' records: the run's manifest and its names index.
+        assert name in ("manifest.jsonl", "names.sqlite") or name.rsplit(".", 2)[0] in ids.values(), name
         assert ".." not in name.replace(".alto.xml", "").replace(".page.xml", "").replace(".json", "")
     result = audit(LocalStorage(out), pages)
     assert (result.done, result.lost, result.duplicated, result.partial) == (len(pages), [], [], [])
