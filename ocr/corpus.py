@@ -201,9 +201,7 @@ def build_line_cache(data_dir: Path, cache: Path, height: int = LINE_HEIGHT) -> 
             text = label_text(gt.text) if gt.text else None
             if not text:
                 continue
-            samples.append(
-                LineSample(crop, text, cp.key, line_id, cp.volume, cp.split, gt.type, cp.corpus, cp.hand)
-            )
+            samples.append(LineSample(crop, text, cp.key, line_id, cp.volume, cp.split, gt.type, cp.corpus, cp.hand))
             n += 1
         log.info("%d/%d %s (%s): %d lines", i + 1, len(pages), cp.key, cp.split, n)
     write_pickle(samples, cache)
@@ -247,9 +245,7 @@ def build_segmented_cache(
             text = label_text(line.text)
             if not text:
                 continue
-            samples.append(
-                LineSample(crop, text, cp.key, line.id, cp.volume, "train", line.type, cp.corpus, cp.hand)
-            )
+            samples.append(LineSample(crop, text, cp.key, line.id, cp.volume, "train", line.type, cp.corpus, cp.hand))
             n += 1
         log.info("segmented crops %d/%d %s: %d of %d lines", i + 1, len(pages), cp.key, n, len(gt.lines))
     write_pickle(samples, cache)
