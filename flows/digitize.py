@@ -271,14 +271,21 @@ def retry_on_transient(task: Task[..., Any], task_run: TaskRun, state: State) ->
     return isinstance(exc, BaseException) and is_transient(exc)
 
 
+#: Options of every task that talks to storage: retried with backoff after a transient storage error only
+#: (the flow sets the retries and backoff of ``Settings`` with ``with_options``), no persisted result, no cache.
+RETRIED_ON_TRANSIENT: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_on_transient,
+    "persist_result": False,
+    "cache_policy": NO_CACHE,
+}
+
+
 @task(
     name="list-pages",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
+    **RETRIED_ON_TRANSIENT,
 )
 def list_pages(src: Storage) -> list[tuple[str, int]]:
     """Return (key, bytes) of every page image under the source (all listing pages, filtered by extension)."""
@@ -288,13 +295,8 @@ def list_pages(src: Storage) -> list[tuple[str, int]]:
 @task(
     name="digitize-chunk",
     task_run_name="chunk-{job.index}",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-    # The manifest is the cache: done pages are skipped before any task is made.
-    persist_result=False,
-    cache_policy=NO_CACHE,
+    # The manifest is the cache: done pages are skipped before any task is made (no result, no cache).
+    **RETRIED_ON_TRANSIENT,
 )
 def digitize_chunk(job: ChunkJob) -> ChunkResult:
     """Process one chunk of pages (load, segment, recognize, decode, write) and return its entries.
@@ -334,12 +336,7 @@ def digitize_chunk(job: ChunkJob) -> ChunkResult:
 
 @task(
     name="take-lease",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
+    **RETRIED_ON_TRANSIENT,
 )
 def take_lease(lease: DestinationLease) -> DestinationLease:
     """Return the lease once taken (its heartbeat running); ends Failed, with no traceback, if another run has it."""
@@ -356,12 +353,7 @@ def take_lease(lease: DestinationLease) -> DestinationLease:
 # stop the run. Merging is idempotent (entries carry attempt ids), so a retry is safe.
 @task(
     name="read-manifest",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
+    **RETRIED_ON_TRANSIENT,
 )
 def read_latest(dst: Storage) -> dict[str, ManifestEntry]:
     """Return the last manifest entry of every page under the destination, by source key."""
@@ -370,12 +362,7 @@ def read_latest(dst: Storage) -> dict[str, ManifestEntry]:
 
 @task(
     name="merge-manifest",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
+    **RETRIED_ON_TRANSIENT,
 )
 def merge_manifest(dst: Storage) -> int:
     """Merge the manifest parts under the destination into its ``manifest.jsonl``; return the entries merged."""
@@ -384,12 +371,7 @@ def merge_manifest(dst: Storage) -> int:
 
 @task(
     name="index-names",
-    retries=3,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_jitter_factor=0.5,
-    retry_condition_fn=retry_on_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
+    **RETRIED_ON_TRANSIENT,
 )
 def index_names(dst: Storage, source: str) -> NamesSummary:
     """Bring ``DST/names.sqlite`` in line with the merged manifest; return the entries and persons indexed."""

@@ -170,6 +170,17 @@ class Storage(ABC):
     def put_if_tag(self, key: str, data: bytes, tag: str) -> bool:
         """Replace ``key`` only while its version tag is ``tag``; return False when it changed or vanished."""
 
+    def _replace_if_tag_checked(self, key: str, data: bytes, tag: str) -> bool:
+        """Replace ``key`` after reading its tag back (no compare-and-swap): False when it changed or vanished."""
+        try:
+            _, current = self.get_tagged(key)
+        except MissingKey:
+            return False
+        if current != tag:
+            return False
+        self.put(key, data, "application/json")
+        return True
+
 
 def _check_key(key: str) -> str:
     """Return ``key`` if it is safe to write under the storage root, else raise ValueError.
@@ -317,14 +328,7 @@ class LocalStorage(Storage):
         instant could both replace it. The lease re-reads its file at every
         heartbeat, so such a loser learns it within one heartbeat.
         """
-        try:
-            _, current = self.get_tagged(key)
-        except MissingKey:
-            return False
-        if current != tag:
-            return False
-        self.put(key, data, "application/json")
-        return True
+        return self._replace_if_tag_checked(key, data, tag)
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -539,14 +543,7 @@ class S3Storage(Storage):
         """PUT with ``If-Match: <ETag>``; without store support, compare the ETag first, then PUT."""
         applied = self._conditional_put(key, data, IfMatch=tag)
         if applied is None:
-            try:
-                _, current = self.get_tagged(key)
-            except MissingKey:
-                return False
-            if current != tag:
-                return False
-            self.put(key, data, "application/json")
-            return True
+            return self._replace_if_tag_checked(key, data, tag)
         return applied
 
 

@@ -305,36 +305,37 @@ def _domicile(text: str, person: Person, next_start: int) -> str:
     return " ".join(place.split()).strip(" ,.&")[:60]
 
 
+def _words_within(line: RegisterLine, start: int, end: int) -> list[tuple[str, Box, float]]:
+    """Return the line's words (text, box, confidence) overlapping characters [start, end); none when the
+    words do not spell the line's text (offsets would not map onto them)."""
+    if not line.words or " ".join(w[0] for w in line.words) != line.text:
+        return []
+    out, pos = [], 0
+    for word in line.words:
+        if pos < end and pos + len(word[0]) > start:
+            out.append(word)
+        pos += len(word[0]) + 1
+    return out
+
+
 def _box_of(line: RegisterLine, start: int, end: int) -> Box:
     """Return the box of characters [start, end) of a line: its words' boxes, else a share of the line box."""
     x0, y0, x1, y1 = line.box
-    if line.words and " ".join(w[0] for w in line.words) == line.text:
-        boxes, pos = [], 0
-        for text, box, _ in line.words:
-            if pos < end and pos + len(text) > start:
-                boxes.append(box)
-            pos += len(text) + 1
-        if boxes:
-            return (
-                min(b[0] for b in boxes),
-                min(b[1] for b in boxes),
-                max(b[2] for b in boxes),
-                max(b[3] for b in boxes),
-            )
+    boxes = [box for _, box, _ in _words_within(line, start, end)]
+    if boxes:
+        return (
+            min(b[0] for b in boxes),
+            min(b[1] for b in boxes),
+            max(b[2] for b in boxes),
+            max(b[3] for b in boxes),
+        )
     n = max(len(line.text), 1)
     return int(x0 + (x1 - x0) * start / n), y0, int(x0 + (x1 - x0) * end / n), y1
 
 
 def _word_confidence(line: RegisterLine, start: int, end: int) -> float:
-    if line.words and " ".join(w[0] for w in line.words) == line.text:
-        confs, pos = [], 0
-        for text, _, conf in line.words:
-            if pos < end and pos + len(text) > start:
-                confs.append(conf)
-            pos += len(text) + 1
-        if confs:
-            return min(confs)
-    return line.confidence
+    confs = [conf for _, _, conf in _words_within(line, start, end)]
+    return min(confs) if confs else line.confidence
 
 
 def _nbest(line: RegisterLine, start: int, end: int, surname: str) -> list[str]:
