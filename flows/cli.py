@@ -195,7 +195,7 @@ def train(
     budget_minutes: Annotated[
         float | None,
         typer.Option(
-            help="A fixed training time: --cosine decays over it (or --epochs if sooner); stops at its epoch's end."
+            help="A fixed training time: --cosine decays over it (or --epochs if sooner); stops when it is spent."
         ),
     ] = None,
     cache: Annotated[
@@ -229,6 +229,13 @@ def train(
     ] = "32,64,96,128",
     lstm_hidden: Annotated[int, typer.Option(help="A new model's BiLSTM width per direction.")] = 256,
     lstm_layers: Annotated[int, typer.Option(help="A new model's BiLSTM layers.")] = 2,
+    shortcut_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of an auxiliary CTC head on the CNN's features (Retsinas et al. 2022: 0.1); 0: none.",
+        ),
+    ] = 0.0,
     device: DeviceOpt = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     bf16: Annotated[
@@ -281,6 +288,7 @@ def train(
         channels=widths,
         lstm_hidden=lstm_hidden,
         lstm_layers=lstm_layers,
+        shortcut_weight=shortcut_weight,
         device=device or "auto",
         threads=threads,
         bf16=bf16,

@@ -19,6 +19,10 @@ class CRNNConfig:
     lstm_hidden: int = 256
     lstm_layers: int = 2
     dropout: float = 0.25
+    #: A CTC head straight on the CNN's features (a 1-D convolution over frames), trained beside the BiLSTM's
+    #: as an auxiliary loss (Retsinas et al. 2022, "Best practices for a handwritten text recognition
+    #: system"): it makes the CNN learn characters on its own. Inference reads only the BiLSTM's head.
+    shortcut: bool = False
 
     #: Each output frame covers this many input columns (the CNN pools width once).
     @property
@@ -76,6 +80,7 @@ class CRNN(nn.Module):
             dropout=config.dropout if config.lstm_layers > 1 else 0.0,
         )
         self.head = nn.Linear(2 * config.lstm_hidden, config.num_classes)
+        self.shortcut = nn.Conv1d(c4 * feat_h, config.num_classes, 3, padding=1) if config.shortcut else None
 
     def output_lengths(self, widths: torch.Tensor) -> torch.Tensor:
         """Return the number of output frames for input widths in pixels."""
@@ -107,8 +112,15 @@ class CRNN(nn.Module):
         packed LSTMs run 2.5x slower on CPU, and width-bucketed batches keep the
         padding short, so the model simply learns that paper reads as blank.
         """
+        return self.forward_train(x)[0]
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return the BiLSTM head's log-probabilities and the shortcut head's (None without one), both (T, N, C)."""
         f = self.cnn(x)  # N, C, h, T
         n, c, h, t = f.shape
-        f = f.permute(3, 0, 1, 2).reshape(t, n, c * h)
-        out, _ = self.rnn(self.dropout(f))
-        return self.head(self.dropout(out)).log_softmax(-1)
+        f = f.reshape(n, c * h, t)
+        out, _ = self.rnn(self.dropout(f.permute(2, 0, 1)))
+        main = self.head(self.dropout(out)).log_softmax(-1)
+        if self.shortcut is None or not self.training:
+            return main, None
+        return main, self.shortcut(f).permute(2, 0, 1).log_softmax(-1)

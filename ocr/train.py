@@ -83,13 +83,17 @@ class TrainConfig:
     bf16: bool = False
     max_minutes: float | None = None
     #: A fixed time budget: with ``cosine`` the learning rate decays over this many minutes of training
-    #: (or over ``epochs``, whichever ends first), and training stops after the epoch that spends it.
+    #: (or over ``epochs``, whichever ends first), and training stops when it is spent, mid-epoch or not,
+    #: after validating.
     #: For rented machines, where the time is known and the epoch speed is not.
     budget_minutes: float | None = None
     #: Stop after this many epochs without a better seen-hand validation CER.
     patience: int = 12
     lstm_hidden: int = 256
     lstm_layers: int = 2
+    #: Weight of the CNN shortcut head's CTC loss beside the BiLSTM head's (:attr:`CRNNConfig.shortcut`;
+    #: Retsinas et al. use 0.1). 0: no shortcut head; a model that has one keeps it.
+    shortcut_weight: float = 0.0
     channels: tuple[int, ...] = (32, 64, 96, 128)
     #: Use at most this many training lines (0: all); for smoke tests.
     limit_lines: int = 0
@@ -235,14 +239,22 @@ def load_extending_head(model: CRNN, state_dict: dict[str, torch.Tensor]) -> Non
     bias well below the others, so the model first never emits it and learns it
     from its lines without unlearning the old ones.
     """
-    head_w, head_b = state_dict["head.weight"], state_dict["head.bias"]
-    n = head_w.shape[0]
-    if n < model.head.out_features:
-        state_dict = dict(state_dict)
-        w, b = model.head.weight.detach().clone(), model.head.bias.detach().clone()
-        w[:n], w[n:] = head_w, 0.0
-        b[:n], b[n:] = head_b, float(head_b[1:].min()) - 2.0
-        state_dict["head.weight"], state_dict["head.bias"] = w, b
+    state_dict = dict(state_dict)
+    for name in ("head", "shortcut"):
+        layer = getattr(model, name)
+        if layer is None:
+            continue
+        if f"{name}.weight" not in state_dict:
+            # A shortcut head new to these weights starts from its random initialisation.
+            state_dict[f"{name}.weight"], state_dict[f"{name}.bias"] = layer.weight.detach(), layer.bias.detach()
+            continue
+        head_w, head_b = state_dict[f"{name}.weight"], state_dict[f"{name}.bias"]
+        n = head_w.shape[0]
+        if n < layer.weight.shape[0]:
+            w, b = layer.weight.detach().clone(), layer.bias.detach().clone()
+            w[:n], w[n:] = head_w, 0.0
+            b[:n], b[n:] = head_b, float(head_b[1:].min()) - 2.0
+            state_dict[f"{name}.weight"], state_dict[f"{name}.bias"] = w, b
     model.load_state_dict(state_dict)
 
 
@@ -297,6 +309,7 @@ def train(
         charset = Charset(list(init["charset"])).extended(FRENCH_BASE + FOREIGN_LETTERS)
         mcfg = CRNNConfig.from_dict(init["config"])
         mcfg.num_classes = len(charset)
+        mcfg.shortcut = mcfg.shortcut or cfg.shortcut_weight > 0
     else:
         charset = Charset.build(s.text for s in train_set)
         mcfg = CRNNConfig(
@@ -304,6 +317,7 @@ def train(
             channels=tuple(cfg.channels),
             lstm_hidden=cfg.lstm_hidden,
             lstm_layers=cfg.lstm_layers,
+            shortcut=cfg.shortcut_weight > 0,
         )
     model = CRNN(mcfg)
     state = TrainState()
@@ -440,9 +454,12 @@ def train(
             x = x.to(device, non_blocking=True)
             # float16 with loss scaling (the scaler above) on CUDA; bfloat16, which needs none, on CPU when asked.
             with mixed_precision(device, cfg.bf16):
-                lp = model(x)
+                lp, shortcut_lp = model.forward_train(x)
             input_lengths = model.output_lengths(widths).clamp(max=lp.shape[0])
-            loss = ctc(lp.float(), targets.to(device), input_lengths, target_lengths)
+            targets = targets.to(device)
+            loss = ctc(lp.float(), targets, input_lengths, target_lengths)
+            if shortcut_lp is not None and cfg.shortcut_weight > 0:
+                loss = loss + cfg.shortcut_weight * ctc(shortcut_lp.float(), targets, input_lengths, target_lengths)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -464,6 +481,10 @@ def train(
                     float(loss_sum) / seen,
                     rate,
                 )
+            if budget_s and state.seconds + time.monotonic() - epoch_started >= budget_s:
+                # A fixed budget ends mid-epoch, so runs compared on the same minutes saw the same time.
+                log.info("time budget spent at batch %d/%d of epoch %d", b + 1, len(batches), state.epoch)
+                break
         train_s = time.monotonic() - t0
         if not cfg.cosine:
             # Undo the warm-up scaling, so the plateau schedule (and the next epoch) starts from the real rate.

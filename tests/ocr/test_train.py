@@ -186,7 +186,7 @@ def packed_with_synthetic(tmp_path):
 @pytest.mark.timeout(320)
 @in_own_interpreter
 def test_workers_synthetic_from_cache_and_time_budget(tmp_path, packed_with_synthetic):
-    # A budget any epoch spends: training stops after the first of many epochs.
+    # A budget the first batch spends: training stops there, mid-epoch, and validates.
     cfg = toy_config(
         tmp_path,
         packed_with_synthetic,
@@ -198,16 +198,17 @@ def test_workers_synthetic_from_cache_and_time_budget(tmp_path, packed_with_synt
         augment=True,
         cosine=True,
         budget_minutes=0.001,
+        warmup_steps=1,
     )
     state = train(cfg)
-    assert state.epoch == 1 and len(state.history) == 1
+    assert state.epoch == 1 and len(state.history) == 1 and state.step == 1
     assert state.seconds > 0
     assert np.isfinite(state.history[0]["loss"])
     history = [json.loads(x) for x in (tmp_path / "budget" / "history.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == [0]
     # The synthetic split is neither trained on as a real line nor validated on.
     assert "cer/val-seen" in history[0] and not any(SYNTHETIC in k for k in history[0])
-    # The lr decayed over the budget: the epoch that spent it ended at the floor.
+    # The lr decayed over the budget: the batch that spent it ran at the floor.
     assert history[0]["lr"] == pytest.approx(cfg.lr * cfg.min_lr_ratio, rel=1e-6)
 
 
