@@ -20,8 +20,9 @@ predicts two maps of the same size:
 The segmenter seeds one line per band component and grows it over the region
 (a watershed), then builds the polygon and baseline from the ink it holds.
 
-``registre train-lines`` trains it on the training pages of ``../shared/data``
-(never the validation pages) and writes ``models/registre-lines.onnx``.
+``registre train-lines`` trains it on the training pages of every corpus in
+``../shared/data`` (never the validation pages of ``ocr/splits.toml``) and
+writes ``models/registre-lines.onnx``.
 """
 
 from __future__ import annotations
@@ -43,10 +44,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from ocr.corpus import DEFAULT_DATA, split_of, write_pickle
-from ocr.groundtruth import GroundTruthPage, find_ground_truth, read_alto
+from ocr.corpus import DEFAULT_DATA, corpus_pages, write_pickle
+from ocr.groundtruth import GroundTruthPage, read_ground_truth
 from ocr.inference import warn_if_slow_bf16
 from segmentation.learned import DEFAULT_LINE_MODEL
+from segmentation.learned_rows import page_zoom
+from segmentation.lines import page_ink
+from segmentation.params import LEARNED_SPACING
 
 log = logging.getLogger(__name__)
 
@@ -143,19 +147,27 @@ class LinePage:
 def load_line_pages(
     data_dir: Path = DEFAULT_DATA, splits: tuple[str, ...] = ("train",), scale: float = NET_SCALE
 ) -> list[LinePage]:
-    """Return the pages of ``data_dir``'s LECTAUREP folders whose split is in ``splits``, scaled and with targets."""
+    """Return every corpus page of ``data_dir`` whose split is in ``splits``, sized as the segmenter sizes it.
+
+    ALTO and PAGE-XML pages of every corpus (``ocr.corpus``), each at ``scale``
+    times the zoom the segmenter would give it (:func:`page_zoom`: pages whose
+    rows are closer or further apart than the network's trained spacing are
+    enlarged or reduced), with their target maps.
+    """
     pages = []
-    for xml in find_ground_truth(Path(data_dir) / "lectaurep" / "train"):
-        if split_of(xml) not in splits:
+    for cp in corpus_pages(data_dir):
+        if cp.split not in splits:
             continue
-        gt = read_alto(xml)
-        if gt.image_path is None:
+        gt = read_ground_truth(cp.xml)
+        if gt.image_path is None or not gt.lines:
             continue
         gray = cv2.imread(str(gt.image_path), cv2.IMREAD_GRAYSCALE)
         if gray is None:
             raise ValueError(f"{gt.image_path}: cannot read the image")
-        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        pages.append(LinePage(xml.stem, small, line_targets(gt, small.shape, scale)))
+        ink = page_ink(gray)
+        page_scale = scale * page_zoom(ink.spacing, ink.transform.scale, scale, LEARNED_SPACING)
+        small = cv2.resize(gray, None, fx=page_scale, fy=page_scale, interpolation=cv2.INTER_AREA)
+        pages.append(LinePage(cp.key, small, line_targets(gt, small.shape, page_scale)))
     return pages
 
 

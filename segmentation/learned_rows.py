@@ -29,6 +29,18 @@ def network_zoom(spacing: float, trained: tuple[float, float] | None) -> float:
     return float(np.clip(np.clip(spacing, lo, hi) / spacing, 1 / MAX_NETWORK_ZOOM, MAX_NETWORK_ZOOM))
 
 
+def page_zoom(spacing: float, work_scale: float, net_scale: float, trained: tuple[float, float] | None) -> float:
+    """Return the zoom on the network's input of a page whose rows are ``spacing`` working pixels apart.
+
+    A spacing at the floor means no period of rows was found: the page is shown at the network's own scale.
+    The segmenter and ``registre train-lines`` both size pages with it, so the network trains on pages at
+    the scale it will see them.
+    """
+    if spacing <= SPACING_FLOOR:
+        return 1.0
+    return network_zoom(spacing / work_scale * net_scale, trained)
+
+
 def _learned_rows(
     levelled: np.ndarray,
     text: np.ndarray,
@@ -43,9 +55,7 @@ def _learned_rows(
     blank runs wider than ``learned_split_gap`` line spacings.
     """
     net = line_network(params.line_model)
-    trusted = spacing > SPACING_FLOOR  # else no period of rows was found: the network's own scale
-    zoom = network_zoom(spacing / work_scale * net.scale, params.learned_spacing) if trusted else 1.0
-    maps = net.predict(levelled, work_scale, zoom)
+    maps = net.predict(levelled, work_scale, page_zoom(spacing, work_scale, net.scale, params.learned_spacing))
     basins = line_basins(maps, params.band_threshold, params.region_threshold, params.min_band_area, params.band_floor)
     boxes = find_objects(basins)
     mh, mw = basins.shape

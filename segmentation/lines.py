@@ -30,6 +30,7 @@ The constants live in :class:`SegmentationParams` (``segmentation.params``).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -45,7 +46,16 @@ from segmentation.text_filters import _looks_like_text, find_stamps, paper_tone
 from segmentation.types import Cell, Line, PageImage, PageSegmentation, Point, Table
 from segmentation.words import find_words
 
-__all__ = ["WORK_PIXELS", "PageRows", "SegmentationParams", "estimate_line_spacing", "find_rows", "segment_page"]
+__all__ = [
+    "WORK_PIXELS",
+    "PageInk",
+    "PageRows",
+    "SegmentationParams",
+    "estimate_line_spacing",
+    "find_rows",
+    "page_ink",
+    "segment_page",
+]
 
 
 @dataclass
@@ -162,10 +172,21 @@ def _column_walls(ruling: Ruling, grid: Grid, ink: np.ndarray, spacing: float) -
     return Ruling(ruling.horizontal_mask, ruling.vertical_mask & ~band, ruling.horizontal, keep)
 
 
-def find_rows(page: PageImage, params: SegmentationParams | None = None) -> PageRows:
-    """Return the working-frame analysis of a page: levelled ink, ruling, grid, line spacing and text rows."""
+class PageInk(NamedTuple):
+    """A page levelled into the working frame, its ink, rules, text ink and line spacing (working pixels)."""
+
+    transform: PageTransform
+    angle: float
+    levelled: np.ndarray
+    ink: np.ndarray
+    ruling: Ruling
+    text: np.ndarray
+    spacing: float
+
+
+def page_ink(gray: np.ndarray, params: SegmentationParams | None = None) -> PageInk:
+    """Return a grayscale page levelled at its working scale, its ink and rules, and its rows' spacing."""
     params = params or SegmentationParams()
-    gray = page.pixels
     if gray.ndim != 2:
         raise ValueError("segment_page expects a 2-D grayscale page")
     h, w = gray.shape
@@ -181,7 +202,13 @@ def find_rows(page: PageImage, params: SegmentationParams | None = None) -> Page
         spacing0 = estimate_line_spacing(ink)
     ruling = detect_rules(ink, spacing0)
     text = _drop_slivers(remove_rules(ink, ruling), ruling, spacing0)
-    spacing = estimate_line_spacing(text)
+    return PageInk(tf, float(angle), levelled, ink, ruling, text, estimate_line_spacing(text))
+
+
+def find_rows(page: PageImage, params: SegmentationParams | None = None) -> PageRows:
+    """Return the working-frame analysis of a page: levelled ink, ruling, grid, line spacing and text rows."""
+    params = params or SegmentationParams()
+    tf, angle, levelled, ink, ruling, text, spacing = page_ink(page.pixels, params)
     grid = table_grid(ruling, text.shape, min_column=0.5 * spacing)
     walls = _column_walls(ruling, grid, ink, spacing)
     if params.line_model is not None:

@@ -175,10 +175,10 @@ def test_a_missing_network_is_a_clear_error(tmp_path):
 
 def test_train_lines_command_trains_on_training_pages_only(tmp_path):
     data = tmp_path / "data"
-    volume = data / "lectaurep" / "train" / "vol"
+    volume = data / "lectaurep" / "train" / "random-set-1"
     volume.mkdir(parents=True)
-    # The bundled pages are validation pages: under their own names they are never trained on.
-    for src in sorted(EXAMPLES.glob("*.xml"))[:1]:
+    # The bundled pages are of held-out hands: in their own volume and under their own names they never train.
+    for src in [EXAMPLES / "FRAN_0025_0989_L-0.xml"]:
         shutil.copy(src, volume / src.name)
         shutil.copy(src.with_suffix(".jpg"), volume / src.with_suffix(".jpg").name)
     cmd = [sys.executable, "-m", "flows.cli", "train-lines", "--data", str(data), "--steps", "2", "--batch-size", "1"]
@@ -230,7 +230,7 @@ def test_packed_pages_load_back_close_to_the_originals(tmp_path):
     size = pack_line_pages(pages, tmp_path / "p.pkl", NET_SCALE)
     scale, back = load_packed_line_pages(tmp_path / "p.pkl")
 
-    assert scale == NET_SCALE and [p.page_id for p in back] == ["TRAIN_1"]
+    assert scale == NET_SCALE and [p.page_id for p in back] == ["lectaurep/train/vol/TRAIN_1"]
     assert np.array_equal(back[0].targets, pages[0].targets)
     assert back[0].gray.shape == pages[0].gray.shape
     assert np.abs(back[0].gray.astype(int) - pages[0].gray).mean() < 3.0
@@ -238,3 +238,43 @@ def test_packed_pages_load_back_close_to_the_originals(tmp_path):
     (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match="cannot read packed line pages"):
         load_packed_line_pages(tmp_path / "bad.pkl")
+
+
+def _scaled_alto(xml: str, factor: float) -> str:
+    """Return ALTO text with every coordinate (POINTS, BASELINE, HPOS, VPOS, WIDTH, HEIGHT) times ``factor``."""
+
+    def numbers(m: re.Match) -> str:
+        scaled = " ".join(str(round(float(v) * factor)) for v in re.split(r"[ ,]+", m.group(2).strip()))
+        return f'{m.group(1)}="{scaled}"'
+
+    return re.sub(r"\b(POINTS|BASELINE|HPOS|VPOS|WIDTH|HEIGHT)=\"([^\"]*)\"", numbers, xml)
+
+
+def test_training_pages_come_from_every_corpus_at_the_segmenters_scale(tmp_path):
+    # The same register page in a LECTAUREP folder, as a half-resolution page of another corpus, and as a
+    # validation page: the validation page never trains, and the half-size scan is enlarged back to the
+    # line spacing the network trains at, as the segmenter enlarges it when it reads such a page.
+    src = EXAMPLES / "FRAN_0025_0989_L-0.xml"
+    xml, image = src.read_text(encoding="utf-8"), cv2.imread(str(src.with_suffix(".jpg")), cv2.IMREAD_GRAYSCALE)
+    data = tmp_path / "data"
+    for folder, stem, factor in [
+        ("lectaurep/train/vol", "FULL_1", 1.0),
+        ("timeus/prudhommes-1858", "HALF_1", 0.5),
+        ("lectaurep/train/dufour-1", "DAFANCH96_048MIC07691_L-1", 1.0),
+    ]:
+        (data / folder).mkdir(parents=True)
+        page = _scaled_alto(xml, factor).replace(src.with_suffix(".jpg").name, f"{stem}.jpg")
+        (data / folder / f"{stem}.xml").write_text(page, encoding="utf-8")
+        scaled = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(data / folder / f"{stem}.jpg"), scaled)
+
+    pages = {p.page_id: p for p in load_line_pages(data)}
+
+    assert sorted(pages) == ["lectaurep/train/vol/FULL_1", "timeus/prudhommes-1858/HALF_1"]
+    full, half = pages["lectaurep/train/vol/FULL_1"], pages["timeus/prudhommes-1858/HALF_1"]
+    assert full.gray.shape[0] == pytest.approx(image.shape[0] * NET_SCALE, abs=1)
+    # Its rows (19.5 network pixels apart at full size) enlarged into the trained spacing, 15.5-22.5: to the
+    # nearer end, 0.8 of the full scan's size instead of a half; its targets drawn at that size.
+    assert half.gray.shape[0] / full.gray.shape[0] == pytest.approx(15.5 / 19.5, abs=0.05)
+    assert half.targets.shape[1:] == half.gray.shape
+    assert half.targets[1].mean() == pytest.approx(full.targets[1].mean(), rel=0.15)
