@@ -106,6 +106,10 @@ def _software_settings(record: PageRecord) -> str:
         parts.append(f"lm={record.lm_version}")
     if record.segmenter:
         parts.append(f"segmenter={record.segmenter}")
+    if record.segmentation_confidence is not None:
+        # The line finder's certainty over the page; "low" flags a page whose lines may be missing.
+        low = " (low)" if record.low_segmentation_confidence else ""
+        parts.append(f"segmentation_confidence={record.segmentation_confidence:.3f}{low}")
     return "; ".join(parts)
 
 

@@ -172,3 +172,7 @@ def test_segmentation_confidence_is_written_and_old_records_still_read() -> None
     del data["segmentation_confidence"], data["low_segmentation_confidence"]  # a record written before them
     old = record_from_json(json.dumps(data))
     assert old.segmentation_confidence is None and not old.low_segmentation_confidence
+    # ALTO and PAGE-XML carry it in their processing settings, flagged when low; not at all when unknown.
+    assert b"segmentation_confidence=0.420 (low)" in to_alto(rec)
+    assert b"segmentation_confidence=0.420 (low)" in to_page_xml(rec)
+    assert b"segmentation_confidence" not in to_alto(old) + to_page_xml(old)
