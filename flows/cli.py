@@ -413,7 +413,7 @@ def train_lines(
         typer.Option(min=0.0, max=1.0, help="Share of crops drawn zoomed out 0.35-0.8x (for low-resolution scans)."),
     ] = 0.25,
 ) -> None:
-    """Train the learned line finder on the training pages (never the validation pages) and export it to ONNX."""
+    """Train the learned line finder on every corpus's training pages (never a validation page); export ONNX."""
     _logging(True)
     from ocr.linefinder import NET_SCALE, LineTrainConfig, load_packed_line_pages, train_line_finder
 
