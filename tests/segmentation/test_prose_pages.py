@@ -22,10 +22,7 @@ PROSE_PAGES = [
 
 @pytest.mark.parametrize("key", PROSE_PAGES)
 def test_prose_page_lines_come_in_reading_order(key):
-    xml = SHARED_DATA / f"{key}.xml"
-    if not xml.exists():
-        pytest.skip(f"{xml}: ../shared/data is not beside the checkout")
-    gt = read_ground_truth(xml)
+    gt = read_ground_truth(SHARED_DATA / f"{key}.xml")
     seg = segment_page(load_page_file(gt.image_path), LEARNED)
     pairs = [
         (p, g)
