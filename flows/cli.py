@@ -225,8 +225,12 @@ def train(
         Path, typer.Option(help="The segmenter's crops of the training lines (built when missing).")
     ] = Path(".cache/lines-seg-all-h48.pkl"),
     channels: Annotated[
-        str, typer.Option(help="A new model's CNN widths, four comma-separated numbers.")
-    ] = "32,64,96,128",
+        str | None,
+        typer.Option(
+            help="A new model's CNN widths, four comma-separated numbers (default 32,64,96,128); with --init-from, "
+            "wider ones widen the weights' CNN without changing what it reads (Net2Net), then train on.",
+        ),
+    ] = None,
     lstm_hidden: Annotated[int, typer.Option(help="A new model's BiLSTM width per direction.")] = 256,
     lstm_layers: Annotated[int, typer.Option(help="A new model's BiLSTM layers.")] = 2,
     shortcut_weight: Annotated[
@@ -253,10 +257,10 @@ def train(
     from ocr.train import train as run_training
 
     try:
-        widths = tuple(int(c) for c in channels.split(","))
+        widths = tuple(int(c) for c in channels.split(",")) if channels else None
     except ValueError:
         widths = ()
-    if len(widths) != 4 or min(widths) < 1:
+    if widths is not None and (len(widths) != 4 or min(widths) < 1):
         _fail(f"--channels: four positive numbers, like 32,64,96,128 (got {channels!r})")
     weights: dict[str, float] = {}
     for part in filter(None, volume_weights.split(",")):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import io
 import logging
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,8 +109,44 @@ def mixed_precision(device: str, cpu_bf16: bool = False) -> torch.autocast:
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bf16)
 
 
+def onnx_runtime_available() -> bool:
+    """Return whether ONNX Runtime can be imported (a dependency; absent only in stripped installs)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def export_onnx(model: CRNN) -> bytes:
+    """Return ``model`` (in eval mode) as an ONNX graph taking (N, 1, H, W) batches of any N and W."""
+    buf = io.BytesIO()
+    example = torch.zeros(2, 1, model.config.height, 64)
+    with warnings.catch_warnings(), torch.inference_mode():
+        # The TorchScript exporter: it writes the BiLSTM as one ONNX LSTM node (the dynamo exporter does not
+        # yet for these shapes), and warns about it at length.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (example,),
+            buf,
+            input_names=["image"],
+            output_names=["logprobs"],
+            dynamic_axes={"image": {0: "batch", 3: "width"}, "logprobs": {0: "frames", 1: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
 class Recognizer:
-    """A CRNN in inference mode that reads many crops in width-sorted batches."""
+    """A CRNN in inference mode that reads many crops in width-sorted batches.
+
+    On CPU it runs the model in ONNX Runtime (``backend="onnx"``, the default there): 1.7x the lines/s of
+    PyTorch's eager CPU kernels for the same float32 arithmetic (16.0 vs 9.6 lines/s on one Zen 3 thread,
+    outputs equal to 1e-6). The graph is exported from the loaded weights on first use (about 2 s), and
+    a session is made per thread count, so ``torch.set_num_threads`` still sets how many cores it uses.
+    """
 
     def __init__(
         self,
@@ -118,7 +156,18 @@ class Recognizer:
         device: str = "cpu",
         max_batch_pixels: int = 48 * 48 * 1200,
         cpu_bf16: bool = False,
+        backend: str = "auto",
     ) -> None:
+        """Wrap ``model``; ``backend`` is ``torch``, ``onnx`` (CPU only) or ``auto`` (ONNX Runtime on CPU)."""
+        if backend not in ("auto", "torch", "onnx"):
+            raise ValueError(f"backend must be auto, torch or onnx, not {backend!r}")
+        if backend == "onnx" and (device != "cpu" or cpu_bf16):
+            raise ValueError("the onnx backend runs float32 on CPU only (no CUDA, no bf16)")
+        if backend == "auto":
+            backend = "onnx" if device == "cpu" and not cpu_bf16 and onnx_runtime_available() else "torch"
+        self.backend = backend
+        self._onnx: bytes | None = None
+        self._sessions: dict[int, object] = {}
         self.model = model.to(device).eval()
         #: bfloat16 autocast on CPU: 1.5x faster with AMX (76.7 vs 50.3 lines/s on one thread of an Intel Xeon
         #: with AMX), greedy CER 0.2593 vs 0.2590 on the validation lines; slower on CPUs without bf16 units.
@@ -137,13 +186,45 @@ class Recognizer:
         device: str | None = None,
         cpu_bf16: bool = False,
         max_batch_pixels: int = 48 * 48 * 1200,
+        backend: str = "auto",
     ) -> Recognizer:
         """Return a recognizer from a model file (the shipped one by default), on CUDA when present."""
         from ocr.checkpoint import load_model
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, charset, version = load_model(path, device)
-        return cls(model.fuse_for_inference(), charset, version, device, max_batch_pixels, cpu_bf16=cpu_bf16)
+        return cls(
+            model.fuse_for_inference(), charset, version, device, max_batch_pixels, cpu_bf16=cpu_bf16, backend=backend
+        )
+
+    def weights_changed(self) -> None:
+        """Drop the exported graph: the model's weights moved (training), so the next batch exports them anew."""
+        self._onnx = None
+        self._sessions.clear()
+
+    def _session(self):  # noqa: ANN202 (onnxruntime is imported lazily)
+        """Return the ONNX Runtime session for the current torch thread count, exporting the model once."""
+        import onnxruntime as ort
+
+        threads = torch.get_num_threads()
+        if threads not in self._sessions:
+            if self._onnx is None:
+                self._onnx = export_onnx(self.model)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            self._sessions[threads] = ort.InferenceSession(self._onnx, options, providers=["CPUExecutionProvider"])
+        return self._sessions[threads]
+
+    def _forward(self, x: torch.Tensor) -> np.ndarray:
+        """Return the (frames, batch, classes) log-probabilities of a padded batch as float32."""
+        if self.backend == "onnx":
+            return self._session().run(None, {"image": x.numpy()})[0]
+        x = x.to(self.device)
+        with mixed_precision(self.device, self.cpu_bf16):
+            lp = self.model(x)
+        return lp.float().cpu().numpy()
 
     def batches(self, crops: Sequence[np.ndarray]) -> list[list[int]]:
         """Return crop indices grouped into width-sorted batches under the pixel budget."""
@@ -170,11 +251,8 @@ class Recognizer:
         with torch.inference_mode():
             for idx in self.batches(crops):
                 x, widths = to_tensor_batch([crops[i] for i in idx])
-                x = x.to(self.device)
-                with mixed_precision(self.device, self.cpu_bf16):
-                    lp = self.model(x)
+                lp = self._forward(x)
                 lengths = self.model.output_lengths(widths).clamp(max=lp.shape[0])
-                lp = lp.float().cpu().numpy()
                 for j, i in enumerate(idx):
                     result[i] = lp[: int(lengths[j]), j, :]
         return result  # type: ignore[return-value]

@@ -124,3 +124,52 @@ class CRNN(nn.Module):
         if self.shortcut is None or not self.training:
             return main, None
         return main, self.shortcut(f).permute(2, 0, 1).log_softmax(-1)
+
+
+def widen_state_dict(
+    state_dict: dict[str, torch.Tensor], old: CRNNConfig, channels: tuple[int, ...], noise: float = 0.01, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Return ``state_dict`` (of a model shaped ``old``) for a CNN of wider ``channels``, computing the same function.
+
+    Net2Net's WiderNet (Chen, Goodfellow & Shlens, ICLR 2016): each new filter of a convolution copies a
+    random old one (its weights and BatchNorm), and the next layer divides the weights it gives a filter
+    among the filter's copies, so the wider model starts where the trained one stands instead of from
+    random weights. The copies get ``noise`` (relative) on their incoming weights: identical copies would
+    stay identical under every gradient step. A small change of output, not none; the BiLSTM and heads keep
+    their widths.
+    """
+    widths = tuple(channels)
+    if len(widths) != len(old.channels) or any(n < o for n, o in zip(widths, old.channels, strict=True)):
+        raise ValueError(f"can only widen the CNN's {tuple(old.channels)} channels, not to {widths}")
+    gen = torch.Generator().manual_seed(seed)
+    sd = {k: v.clone() for k, v in state_dict.items()}
+    conv_keys = [k[: -len(".weight")] for k, v in state_dict.items() if k.startswith("cnn.") and v.dim() == 4]
+    bn_of = {c: f"cnn.{int(c.split('.')[1]) + 1}" for c in conv_keys}
+    c1, c2, c3, c4 = widths
+    outs = (c1, c2, c3, c3, c4)  # the CNN's five convolutions (see CRNN.__init__)
+    mapping: torch.Tensor | None = None  # new input channel -> old one, for the next layer
+    for conv, width in zip(conv_keys, outs, strict=True):
+        w = sd[f"{conv}.weight"]
+        if mapping is not None:  # divide what this layer reads from each old channel among its copies
+            counts = torch.bincount(mapping, minlength=w.shape[1]).to(w.dtype)
+            w = w[:, mapping] / counts[mapping].view(1, -1, 1, 1)
+        n_old = w.shape[0]
+        extra = torch.randint(0, n_old, (width - n_old,), generator=gen)
+        mapping = torch.cat([torch.arange(n_old), extra])
+        w = w[mapping].clone()
+        scale = w[n_old:].std() if width > n_old else 0.0
+        w[n_old:] += noise * scale * torch.randn(w[n_old:].shape, generator=gen)
+        sd[f"{conv}.weight"] = w
+        bn = bn_of[conv]
+        for part in ("weight", "bias", "running_mean", "running_var"):
+            sd[f"{bn}.{part}"] = sd[f"{bn}.{part}"][mapping].clone()
+    # The BiLSTM (and a shortcut head) reads feature c * feat_h + row of the last convolution's map.
+    assert mapping is not None
+    feat_h = old.height // 16
+    counts = torch.bincount(mapping, minlength=old.channels[-1]).to(torch.float32)
+    cols = (mapping.view(-1, 1) * feat_h + torch.arange(feat_h).view(1, -1)).reshape(-1)
+    div = counts[mapping].repeat_interleave(feat_h)
+    for key in [k for k in sd if k.startswith("rnn.weight_ih_l0")] + (["shortcut.weight"] if "shortcut.weight" in sd else []):
+        w = sd[key]
+        sd[key] = (w[:, cols] / div.view(1, -1) if w.dim() == 2 else w[:, cols] / div.view(1, -1, 1)).clone()
+    return sd

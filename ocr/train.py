@@ -30,7 +30,7 @@ from ocr.checkpoint import DEFAULT_MODEL, atomic_torch_save, average_models, sav
 from ocr.corpus import DEFAULT_DATA, SYNTHETIC, LineSample, load_line_cache, load_segmented_cache
 from ocr.inference import Recognizer, mixed_precision, to_tensor_batch, warn_if_slow_bf16
 from ocr.metrics import ErrorRates
-from ocr.model import CRNN, CRNNConfig
+from ocr.model import CRNN, CRNNConfig, widen_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ class TrainConfig:
     #: Weight of the CNN shortcut head's CTC loss beside the BiLSTM head's (:attr:`CRNNConfig.shortcut`;
     #: Retsinas et al. use 0.1). 0: no shortcut head; a model that has one keeps it.
     shortcut_weight: float = 0.0
-    channels: tuple[int, ...] = (32, 64, 96, 128)
+    #: A new model's CNN widths (None: 32, 64, 96, 128). With ``init_from``, wider widths than the weights'
+    #: widen their CNN function-preservingly (Net2Net, :func:`ocr.model.widen_state_dict`).
+    channels: tuple[int, ...] | None = None
     #: Use at most this many training lines (0: all); for smoke tests.
     limit_lines: int = 0
     log_every: int = 50
@@ -214,6 +216,7 @@ def evaluate_lines(recognizer: Recognizer, samples: Sequence[LineSample]) -> dic
     """Return greedy error rates per split, per volume and ``all`` for the given lines."""
     was_training = recognizer.model.training
     recognizer.model.eval()
+    recognizer.weights_changed()
     recs = recognizer.recognize([s.image for s in samples])
     rates: dict[str, ErrorRates] = defaultdict(ErrorRates)
     for s, r in zip(samples, recs, strict=True):
@@ -310,11 +313,15 @@ def train(
         mcfg = CRNNConfig.from_dict(init["config"])
         mcfg.num_classes = len(charset)
         mcfg.shortcut = mcfg.shortcut or cfg.shortcut_weight > 0
+        if cfg.channels and tuple(cfg.channels) != mcfg.channels:
+            init["state_dict"] = widen_state_dict(init["state_dict"], mcfg, tuple(cfg.channels), seed=cfg.seed)
+            log.info("CNN widened from %s to %s (Net2Net)", mcfg.channels, tuple(cfg.channels))
+            mcfg.channels = tuple(cfg.channels)
     else:
         charset = Charset.build(s.text for s in train_set)
         mcfg = CRNNConfig(
             num_classes=len(charset),
-            channels=tuple(cfg.channels),
+            channels=tuple(cfg.channels or (32, 64, 96, 128)),
             lstm_hidden=cfg.lstm_hidden,
             lstm_layers=cfg.lstm_layers,
             shortcut=cfg.shortcut_weight > 0,

@@ -146,3 +146,71 @@ def test_models_of_other_shapes_are_not_averaged(tmp_path, small_model):
         average_models([tmp_path / "a.pt", tmp_path / "b.pt"])
     with pytest.raises(ModelFileError, match="at least two"):
         average_models([tmp_path / "a.pt"])
+
+
+def test_onnx_runtime_reads_as_pytorch_does_at_any_width_and_batch(small_model):
+    model, cs = small_model
+    model.eval()
+    eager = Recognizer(model, cs, backend="torch", max_batch_pixels=48 * 300 * 3)
+    fast = Recognizer(model, cs, max_batch_pixels=48 * 300 * 3)
+    assert fast.backend == "onnx" and eager.backend == "torch"
+    rng = np.random.default_rng(1)
+    crops = [rng.integers(0, 256, (48, int(w)), dtype=np.uint8) for w in (3, 17, 64, 299, 300, 301, 1200, 40)]
+    a, b = eager.logprobs(crops), fast.logprobs(crops)
+    assert [x.shape for x in a] == [x.shape for x in b]
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-4)
+    # A session per thread count: torch.set_num_threads still decides the cores it uses.
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        fast.logprobs(crops[:2])
+    finally:
+        torch.set_num_threads(threads)
+    assert 1 in fast._sessions
+
+
+def test_onnx_runtime_reads_the_new_weights_after_they_change(small_model):
+    # Training validates through one Recognizer while its model learns: a graph exported before must not
+    # keep answering with the old weights.
+    model, cs = small_model
+    model.eval()
+    rec = Recognizer(model, cs)
+    crop = [np.random.default_rng(2).integers(0, 256, (48, 120), dtype=np.uint8)]
+    before = rec.logprobs(crop)[0]
+    with torch.no_grad():
+        model.head.bias[1] += 5.0
+    rec.weights_changed()
+    after = rec.logprobs(crop)[0]
+    np.testing.assert_allclose(after, Recognizer(model, cs, backend="torch").logprobs(crop)[0], atol=1e-4)
+    assert not np.allclose(before, after, atol=1e-2)
+
+
+def test_onnx_backend_is_refused_where_it_cannot_run(small_model):
+    model, cs = small_model
+    with pytest.raises(ValueError, match="CPU only"):
+        Recognizer(model, cs, cpu_bf16=True, backend="onnx")
+    with pytest.raises(ValueError, match="backend must be"):
+        Recognizer(model, cs, backend="tensorrt")
+    assert Recognizer(model, cs, cpu_bf16=True).backend == "torch"
+
+
+def test_a_widened_cnn_computes_what_the_narrow_one_did(small_model):
+    from ocr.model import widen_state_dict
+
+    model, cs = small_model
+    model.eval()
+    x = torch.rand(3, 1, 48, 90)
+    wide_cfg = CRNNConfig(num_classes=len(cs), channels=(12, 16, 24, 40), lstm_hidden=16, lstm_layers=2)
+    exact, noisy = CRNN(wide_cfg).eval(), CRNN(wide_cfg).eval()
+    exact.load_state_dict(widen_state_dict(model.state_dict(), model.config, (12, 16, 24, 40), noise=0.0))
+    noisy.load_state_dict(widen_state_dict(model.state_dict(), model.config, (12, 16, 24, 40)))
+    with torch.inference_mode():
+        ref, out, near = model(x), exact(x), noisy(x)
+    assert torch.allclose(ref, out, atol=1e-4)
+    # The copies' noise breaks their symmetry without changing what the model reads much.
+    assert not torch.equal(ref, near)
+    assert torch.allclose(ref, near, atol=0.2)
+    assert exact.cnn[0].weight.shape[0] == 12 and exact.rnn.weight_ih_l0.shape[1] == 40 * 3
+    with pytest.raises(ValueError, match="can only widen"):
+        widen_state_dict(model.state_dict(), model.config, (4, 16, 16, 16))

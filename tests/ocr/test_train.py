@@ -338,3 +338,17 @@ def test_training_loads_the_segmented_crops_whose_labels_fit(tmp_path, toy_cache
         state = train(toy_config(tmp_path, toy_cache, "seg", epochs=2, segmented_share=0.5, segmented_cache=seg))
     assert f"{len(lines) - 1} training lines also have a segmenter's crop" in caplog.text
     assert state.epoch == 2
+
+
+def test_init_from_narrower_weights_widens_them(tmp_path, toy_cache):
+    import torch
+
+    train(toy_config(tmp_path, toy_cache, "narrow", epochs=1, channels=(8, 12, 16, 20)))
+    narrow = [json.loads(x) for x in (tmp_path / "narrow" / "history.jsonl").read_text().splitlines()]
+    train(toy_config(tmp_path, toy_cache, "wide", epochs=1, channels=(8, 16, 24, 32), init_from=tmp_path / "narrow.pt"))
+    wide = [json.loads(x) for x in (tmp_path / "wide" / "history.jsonl").read_text().splitlines()]
+    # Epoch -1 measures the starting weights: the widened network reads what the narrow one did.
+    assert wide[0]["epoch"] == -1
+    assert abs(wide[0]["cer/all"] - narrow[-1]["cer/all"]) < 0.02
+    last = torch.load(tmp_path / "wide" / "last.pt", map_location="cpu", weights_only=False)
+    assert last["config"]["channels"] == [8, 16, 24, 32]
