@@ -169,7 +169,8 @@ def widen_state_dict(
     counts = torch.bincount(mapping, minlength=old.channels[-1]).to(torch.float32)
     cols = (mapping.view(-1, 1) * feat_h + torch.arange(feat_h).view(1, -1)).reshape(-1)
     div = counts[mapping].repeat_interleave(feat_h)
-    for key in [k for k in sd if k.startswith("rnn.weight_ih_l0")] + (["shortcut.weight"] if "shortcut.weight" in sd else []):
+    readers = [k for k in sd if k.startswith("rnn.weight_ih_l0")] + [k for k in sd if k == "shortcut.weight"]
+    for key in readers:
         w = sd[key]
         sd[key] = (w[:, cols] / div.view(1, -1) if w.dim() == 2 else w[:, cols] / div.view(1, -1, 1)).clone()
     return sd
