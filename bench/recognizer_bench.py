@@ -135,13 +135,16 @@ def main() -> None:
     ap.add_argument("--tesseract-cache", type=Path, default=Path(".cache/tesseract-val.json"))
     ap.add_argument("--device", default="cpu", help="cpu, or cuda: lines/s over a range of batch sizes")
     ap.add_argument("--lm", action="store_true", help="also decode with the default decoder (names LM)")
+    ap.add_argument(
+        "--backend", default="auto", choices=["auto", "torch", "onnx"], help="auto: ONNX Runtime on CPU, torch on CUDA"
+    )
     args = ap.parse_args()
 
     samples = [s for s in load_line_cache(args.data, args.cache) if s.split.startswith("val")]
     if args.quick:
         samples = samples[::5]
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model, args.device)
+    rec = Recognizer.load(args.model, args.device, backend=args.backend)
     crops = [s.image for s in samples]
     logprobs = rec.logprobs(crops)
     readings = [greedy_decode(lp, rec.charset) for lp in logprobs]
@@ -171,7 +174,10 @@ def main() -> None:
         gpu_rates = gpu_throughput(rec, crops, [48 * 48 * 300 * 2**k for k in range(7)])
     rates = {} if args.no_speed or gpu_rates else {t: throughput(rec, crops, t) for t in sorted({1, args.threads})}
     print(f"machine: {describe_machine()}")
-    print(f"model: {rec.version}  lines: {len(samples)}  decoding: greedy" + (f", {lm_version}" if lm_version else ""))
+    print(
+        f"model: {rec.version}  backend: {rec.backend}  lines: {len(samples)}  decoding: greedy"
+        + (f", {lm_version}" if lm_version else "")
+    )
     print()
     lm_head, lm_rule = (" LM CER | LM WER |", " ---: | ---: |") if with_lm else ("", "")
     print("| validation set | lines | CER | WER |" + lm_head + (" Tesseract CER | Tesseract WER |" if tess else ""))
@@ -194,6 +200,7 @@ def main() -> None:
             print(f"| {g['batch_pixels']:,} | {g['lines_per_batch']} | {g['lines_per_s']:.0f} |")
     summary = {
         "model": rec.version,
+        "backend": rec.backend,
         "cer": {k: round(v.cer, 4) for k, v in groups.items()},
         "wer": {k: round(v.wer, 4) for k, v in groups.items()},
         "lm": lm_version,

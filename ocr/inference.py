@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -168,6 +169,8 @@ class Recognizer:
         self.backend = backend
         self._onnx: bytes | None = None
         self._sessions: dict[int, object] = {}
+        # Flow tasks share one recognizer across threads: one of them exports, the others wait for it.
+        self._export_lock = threading.Lock()
         self.model = model.to(device).eval()
         #: bfloat16 autocast on CPU: 1.5x faster with AMX (76.7 vs 50.3 lines/s on one thread of an Intel Xeon
         #: with AMX), greedy CER 0.2593 vs 0.2590 on the validation lines; slower on CPUs without bf16 units.
@@ -199,23 +202,27 @@ class Recognizer:
 
     def weights_changed(self) -> None:
         """Drop the exported graph: the model's weights moved (training), so the next batch exports them anew."""
-        self._onnx = None
-        self._sessions.clear()
+        with self._export_lock:
+            self._onnx = None
+            self._sessions.clear()
 
     def _session(self):  # noqa: ANN202 (onnxruntime is imported lazily)
         """Return the ONNX Runtime session for the current torch thread count, exporting the model once."""
         import onnxruntime as ort
 
         threads = torch.get_num_threads()
-        if threads not in self._sessions:
-            if self._onnx is None:
-                self._onnx = export_onnx(self.model)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            self._sessions[threads] = ort.InferenceSession(self._onnx, options, providers=["CPUExecutionProvider"])
-        return self._sessions[threads]
+        with self._export_lock:
+            if threads not in self._sessions:
+                if self._onnx is None:
+                    self._onnx = export_onnx(self.model)
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                providers = ["CPUExecutionProvider"]
+                self._sessions[threads] = ort.InferenceSession(self._onnx, options, providers=providers)
+            # InferenceSession.run may be called from several threads at once.
+            return self._sessions[threads]
 
     def _forward(self, x: torch.Tensor) -> np.ndarray:
         """Return the (frames, batch, classes) log-probabilities of a padded batch as float32."""
