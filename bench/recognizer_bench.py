@@ -138,13 +138,16 @@ def main() -> None:
     ap.add_argument(
         "--backend", default="auto", choices=["auto", "torch", "onnx"], help="auto: ONNX Runtime on CPU, torch on CUDA"
     )
+    ap.add_argument(
+        "--int8", action=argparse.BooleanOptionalAction, default=True, help="int8 BiLSTM weights (onnx backend)"
+    )
     args = ap.parse_args()
 
     samples = [s for s in load_line_cache(args.data, args.cache) if s.split.startswith("val")]
     if args.quick:
         samples = samples[::5]
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model, args.device, backend=args.backend)
+    rec = Recognizer.load(args.model, args.device, backend=args.backend, int8=args.int8)
     crops = [s.image for s in samples]
     logprobs = rec.logprobs(crops)
     readings = [greedy_decode(lp, rec.charset) for lp in logprobs]
@@ -175,7 +178,8 @@ def main() -> None:
     rates = {} if args.no_speed or gpu_rates else {t: throughput(rec, crops, t) for t in sorted({1, args.threads})}
     print(f"machine: {describe_machine()}")
     print(
-        f"model: {rec.version}  backend: {rec.backend}  lines: {len(samples)}  decoding: greedy"
+        f"model: {rec.version}  backend: {rec.backend}{' int8' if rec.int8 else ''}  lines: {len(samples)}"
+        + "  decoding: greedy"
         + (f", {lm_version}" if lm_version else "")
     )
     print()
@@ -201,6 +205,7 @@ def main() -> None:
     summary = {
         "model": rec.version,
         "backend": rec.backend,
+        "int8": rec.int8,
         "cer": {k: round(v.cer, 4) for k, v in groups.items()},
         "wer": {k: round(v.wer, 4) for k, v in groups.items()},
         "lm": lm_version,

@@ -214,3 +214,26 @@ def test_a_widened_cnn_computes_what_the_narrow_one_did(small_model):
     assert exact.cnn[0].weight.shape[0] == 12 and exact.rnn.weight_ih_l0.shape[1] == 40 * 3
     with pytest.raises(ValueError, match="can only widen"):
         widen_state_dict(model.state_dict(), model.config, (4, 16, 16, 16))
+
+
+def test_int8_recognition_reads_real_lines_as_float32_does(example_pages):
+    from ocr.groundtruth import read_alto
+    from ocr.metrics import ErrorRates
+    from segmentation.crop import crop_line
+    from segmentation.loading import load_page_file
+
+    page = example_pages[0]
+    image = load_page_file(page).pixels
+    lines = read_alto(page.with_suffix(".xml")).lines[:24]
+    crops = [crop_line(image, line.polygon, line.baseline) for line in lines]
+    fp32 = Recognizer.load(None, "cpu", int8=False)
+    int8 = Recognizer.load(None, "cpu")
+    assert int8.int8 and int8.backend == "onnx" and not fp32.int8
+    a, b = fp32.recognize(crops), int8.recognize(crops)
+    same = sum(x.text == y.text for x, y in zip(a, b, strict=True))
+    assert same >= len(crops) - 3
+    fp32_rates, int8_rates = ErrorRates(), ErrorRates()
+    for line, x, y in zip(lines, a, b, strict=True):
+        fp32_rates.add(line.text, x.text)
+        int8_rates.add(line.text, y.text)
+    assert int8_rates.cer <= fp32_rates.cer + 0.01
