@@ -141,6 +141,11 @@ def main() -> None:
     ap.add_argument(
         "--int8", action=argparse.BooleanOptionalAction, default=True, help="int8 BiLSTM weights (onnx backend)"
     )
+    ap.add_argument(
+        "--speed-corpus",
+        default="lectaurep",
+        help="measure lines/s on this corpus's lines (register lines; 'all': every measured line)",
+    )
     args = ap.parse_args()
 
     samples = [s for s in load_line_cache(args.data, args.cache) if s.split.startswith("val")]
@@ -175,7 +180,10 @@ def main() -> None:
     if args.device.startswith("cuda"):
         # Pixels per batch; a line is 48 px high and ~400 px wide on average: ~36 to ~2,300 lines.
         gpu_rates = gpu_throughput(rec, crops, [48 * 48 * 300 * 2**k for k in range(7)])
-    rates = {} if args.no_speed or gpu_rates else {t: throughput(rec, crops, t) for t in sorted({1, args.threads})}
+    timed = crops if args.speed_corpus == "all" else [s.image for s in samples if s.corpus == args.speed_corpus]
+    if not timed and not args.no_speed:
+        sys.exit(f"--speed-corpus {args.speed_corpus}: no validation lines of that corpus")
+    rates = {} if args.no_speed or gpu_rates else {t: throughput(rec, timed, t) for t in sorted({1, args.threads})}
     print(f"machine: {describe_machine()}")
     print(
         f"model: {rec.version}  backend: {rec.backend}{' int8' if rec.int8 else ''}  lines: {len(samples)}"
@@ -196,7 +204,7 @@ def main() -> None:
         print(row)
     print()
     for t, r in rates.items():
-        print(f"recognition throughput, {t} CPU thread(s): {r:.0f} lines/s")
+        print(f"recognition throughput, {t} CPU thread(s), {len(timed)} {args.speed_corpus} lines: {r:.0f} lines/s")
     if gpu_rates:
         print("| pixels per batch | lines per batch | lines/s |")
         print("| ---: | ---: | ---: |")
