@@ -114,14 +114,18 @@ class CRNN(nn.Module):
         """
         return self.forward_train(x)[0]
 
-    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return the BiLSTM head's log-probabilities and the shortcut head's (None without one), both (T, N, C)."""
+    def forward_train(self, x: torch.Tensor, shortcut: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return the BiLSTM head's log-probabilities and the shortcut head's, both (T, N, C).
+
+        The shortcut head's are None without one, in eval mode, or when ``shortcut`` is False (its loss is
+        not weighted: no need to compute it).
+        """
         f = self.cnn(x)  # N, C, h, T
         n, c, h, t = f.shape
         f = f.reshape(n, c * h, t)
         out, _ = self.rnn(self.dropout(f.permute(2, 0, 1)))
         main = self.head(self.dropout(out)).log_softmax(-1)
-        if self.shortcut is None or not self.training:
+        if self.shortcut is None or not self.training or not shortcut:
             return main, None
         return main, self.shortcut(f).permute(2, 0, 1).log_softmax(-1)
 

@@ -461,7 +461,7 @@ def train(
             x = x.to(device, non_blocking=True)
             # float16 with loss scaling (the scaler above) on CUDA; bfloat16, which needs none, on CPU when asked.
             with mixed_precision(device, cfg.bf16):
-                lp, shortcut_lp = model.forward_train(x)
+                lp, shortcut_lp = model.forward_train(x, shortcut=cfg.shortcut_weight > 0)
             input_lengths = model.output_lengths(widths).clamp(max=lp.shape[0])
             targets = targets.to(device)
             loss = ctc(lp.float(), targets, input_lengths, target_lengths)

@@ -237,3 +237,19 @@ def test_int8_recognition_reads_real_lines_as_float32_does(example_pages):
         fp32_rates.add(line.text, x.text)
         int8_rates.add(line.text, y.text)
     assert int8_rates.cer <= fp32_rates.cer + 0.01
+
+
+def test_the_shortcut_head_is_computed_only_in_training_and_when_weighted():
+    cs = Charset.build([])
+    model = CRNN(
+        CRNNConfig(num_classes=len(cs), channels=(8, 16, 16, 16), lstm_hidden=16, lstm_layers=1, shortcut=True)
+    )
+    x = torch.rand(2, 1, 48, 40)
+    model.train()
+    main, side = model.forward_train(x)
+    assert side is not None and side.shape == main.shape == (20, 2, len(cs))
+    assert model.forward_train(x, shortcut=False)[1] is None
+    model.eval()
+    assert model.forward_train(x)[1] is None
+    # Inference reads the BiLSTM head only.
+    assert torch.equal(model(x), model.forward_train(x)[0])
