@@ -94,8 +94,8 @@ class TrainConfig:
     #: Weight of the CNN shortcut head's CTC loss beside the BiLSTM head's (:attr:`CRNNConfig.shortcut`;
     #: Retsinas et al. use 0.1). 0: no shortcut head; a model that has one keeps it.
     shortcut_weight: float = 0.0
-    #: A new model's CNN widths (None: 32, 64, 96, 128). With ``init_from``, wider widths than the weights'
-    #: widen their CNN function-preservingly (Net2Net, :func:`ocr.model.widen_state_dict`).
+    #: A new model's CNN widths (None: :class:`CRNNConfig`'s). With ``init_from``, wider widths than the
+    #: weights' widen their CNN function-preservingly (Net2Net, :func:`ocr.model.widen_state_dict`).
     channels: tuple[int, ...] | None = None
     #: Use at most this many training lines (0: all); for smoke tests.
     limit_lines: int = 0
@@ -321,7 +321,7 @@ def train(
         charset = Charset.build(s.text for s in train_set)
         mcfg = CRNNConfig(
             num_classes=len(charset),
-            channels=tuple(cfg.channels or (32, 64, 96, 128)),
+            channels=tuple(cfg.channels or CRNNConfig.channels),
             lstm_hidden=cfg.lstm_hidden,
             lstm_layers=cfg.lstm_layers,
             shortcut=cfg.shortcut_weight > 0,
