@@ -43,6 +43,7 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))  # loopback
 sys.path.insert(0, str(HERE.parent / "tests" / "reliability"))
 
 from badinputs import DONE, bad_inputs, good_pages  # noqa: E402

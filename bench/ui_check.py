@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import describe_machine  # noqa: E402
+from flows.local_server import stop_process  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -213,11 +214,7 @@ def main() -> None:
                 screenshot(browser, url, args.out / name, profile, "1400,2800" if "logs" in name else "1400,1000")
                 print(f"{name}: {url}", file=sys.stderr)
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_process(server, grace_s=15)
     report = {
         "machine": describe_machine(),
         "date": time.strftime("%Y-%m-%d"),

@@ -108,13 +108,18 @@ def temporary_server(startup_timeout_s: float = 120.0) -> Iterator[str]:
             finally:
                 _drain_prefect_clients()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc)
         errors.close()
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 5.0, kill_wait_s: float = 5.0) -> None:
+    """Stop ``proc``: SIGTERM, then SIGKILL if it is still running after ``grace_s`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=kill_wait_s)
 
 
 def _drain_prefect_clients(timeout_s: float = 10.0) -> None:

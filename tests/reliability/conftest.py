@@ -2,8 +2,7 @@
 
 The flow tests' fixtures are imported from ``tests/flows/conftest.py`` (loaded
 under its own module name), so both suites use one definition of the tiny
-recognizer, Prefect's test server and the S3 helpers. The SeaweedFS store is
-started here with its fixed-port side listeners off (see ``s3_server``).
+recognizer, Prefect's test server and the SeaweedFS store (``loopback``).
 Session fixtures are per folder: in a whole-suite run this folder starts its
 own Prefect test server and store beside those of ``tests/flows``.
 """
@@ -34,6 +33,7 @@ prefect_harness = flow_fixtures.prefect_harness
 bucket = flow_fixtures.bucket
 s3_env = flow_fixtures.s3_env
 S3Server = flow_fixtures.S3Server
+s3_server = flow_fixtures.s3_server
 
 from runkit import cli_env, object_store  # noqa: E402
 
@@ -57,17 +57,6 @@ def registre_env(prefect_api_url: str, tmp_path: Path) -> dict[str, str]:
             del env[name]
     env["AWS_CONFIG_FILE"] = env["AWS_SHARED_CREDENTIALS_FILE"] = str(tmp_path / "no-aws-config")
     return env
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """SeaweedFS S3 on loopback, as in ``tests/flows`` but without its fixed-port Iceberg/Lance listeners.
-
-    The flow tests' own ``s3_server`` leaves those on (ports 8181 and 9101), so a
-    second instance of it in the same session (this folder's) could not start.
-    """
-    with object_store("seaweedfs", tmp_path_factory.mktemp("seaweed")) as endpoint:
-        yield S3Server(endpoint)
 
 
 @pytest.fixture(scope="session")
