@@ -48,8 +48,9 @@ sys.path.insert(0, str(HERE.parent / "tests" / "reliability"))
 
 from badinputs import DONE, bad_inputs, good_pages  # noqa: E402
 from faultproxy import FAULT_KINDS, FaultProxy  # noqa: E402
+from loopback import object_store  # noqa: E402
 from machine import describe_machine  # noqa: E402
-from runkit import audit, cli_env, object_store, put_pages, run_registre, run_with_kills  # noqa: E402
+from runkit import audit, cli_env, put_pages, run_registre, run_with_kills  # noqa: E402
 
 from flows.manifest import DONE as DONE_STATE  # noqa: E402
 from flows.records import assign_page_ids  # noqa: E402

@@ -32,10 +32,10 @@ page_bytes = flow_fixtures.page_bytes
 prefect_harness = flow_fixtures.prefect_harness
 bucket = flow_fixtures.bucket
 s3_env = flow_fixtures.s3_env
-S3Server = flow_fixtures.S3Server
 s3_server = flow_fixtures.s3_server
 
-from runkit import cli_env, object_store  # noqa: E402
+from loopback import object_store  # noqa: E402
+from runkit import cli_env  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loopback import object_store, s3_client  # noqa: F401 - re-exported for the tests and the benchmark
+from loopback import s3_client
 
 from flows.manifest import DONE, PARTS_DIR, ManifestEntry, latest_by_source, read_manifest
 from flows.records import PageRecord, assign_page_ids, record_from_json

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from badinputs import encode, good_pages, reference_page, unsafe_ground_truth
 from faultproxy import FaultProxy
-from runkit import audit, put_pages, run_registre, s3_client
+from loopback import s3_client
+from runkit import audit, put_pages, run_registre
 
 from flows.digitize import run_digitize
 from flows.manifest import DONE, FAILED
