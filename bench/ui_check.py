@@ -19,19 +19,17 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.machine import describe_machine  # noqa: E402
-from flows.local_server import stop_process  # noqa: E402
+from flows.local_server import free_port, stop_process, wait_healthy  # noqa: E402
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -63,27 +61,6 @@ def chromium() -> str:
     if not path:
         raise SystemExit("chromium is still missing after apt-get install")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(api: str, proc: subprocess.Popen, limit_s: float = 120) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"prefect server exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{api}/health", timeout=2) as answer:  # noqa: S310 - loopback
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"prefect server did not answer in {limit_s:.0f} s")
 
 
 def make_source(folder: Path) -> Path:

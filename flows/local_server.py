@@ -49,7 +49,8 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """Return a TCP port free on loopback now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -63,10 +64,9 @@ def temporary_server(startup_timeout_s: float = 120.0) -> Iterator[str]:
     if this process dies first. Call from the main thread: the death signal
     follows the thread that started the child.
     """
-    import httpx
     from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
@@ -87,21 +87,7 @@ def temporary_server(startup_timeout_s: float = 120.0) -> Iterator[str]:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + startup_timeout_s
-        with httpx.Client(timeout=2) as client:
-            while True:
-                if proc.poll() is not None:
-                    errors.seek(0)
-                    tail = errors.read()[-2000:].decode(errors="replace")
-                    raise RuntimeError(f"the temporary Prefect server exited with {proc.returncode}: {tail}")
-                try:
-                    if client.get(f"{url}/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the temporary Prefect server did not answer in {startup_timeout_s:.0f} s")
-                time.sleep(0.1)
+        wait_healthy(url, proc, startup_timeout_s, errors)
         with temporary_settings(updates={PREFECT_API_URL: url}):
             try:
                 yield url
@@ -110,6 +96,32 @@ def temporary_server(startup_timeout_s: float = 120.0) -> Iterator[str]:
     finally:
         stop_process(proc)
         errors.close()
+
+
+def wait_healthy(api: str, proc: subprocess.Popen, timeout_s: float = 120.0, errors=None) -> None:
+    """Wait until the Prefect server ``proc`` answers ``api``/health; raise RuntimeError if it exits or stays silent.
+
+    ``errors``: the file its stderr goes to, quoted when it exits.
+    """
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=2) as client:
+        while True:
+            if proc.poll() is not None:
+                tail = ""
+                if errors is not None:
+                    errors.seek(0)
+                    tail = ": " + errors.read()[-2000:].decode(errors="replace")
+                raise RuntimeError(f"the Prefect server exited with {proc.returncode}{tail}")
+            try:
+                if client.get(f"{api}/health").status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Prefect server did not answer in {timeout_s:.0f} s")
+            time.sleep(0.1)
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = 5.0, kill_wait_s: float = 5.0) -> None:
