@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from typing import BinaryIO
 
 #: prctl(2) option: the signal the kernel sends this process when its parent thread dies.
 PR_SET_PDEATHSIG = 1
@@ -98,7 +99,7 @@ def temporary_server(startup_timeout_s: float = 120.0) -> Iterator[str]:
         errors.close()
 
 
-def wait_healthy(api: str, proc: subprocess.Popen, timeout_s: float = 120.0, errors=None) -> None:
+def wait_healthy(api: str, proc: subprocess.Popen, timeout_s: float = 120.0, errors: BinaryIO | None = None) -> None:
     """Wait until the Prefect server ``proc`` answers ``api``/health; raise RuntimeError if it exits or stays silent.
 
     ``errors``: the file its stderr goes to, quoted when it exits.

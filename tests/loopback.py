@@ -18,15 +18,13 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from flows.local_server import stop_process
+from flows.local_server import free_port, stop_process
 
 
 def free_port_pair() -> int:
     """Return a free TCP port p with p + 10000 free too (SeaweedFS puts its gRPC there)."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         if port + 10000 >= 65536:
             continue
         with socket.socket() as s:
