@@ -8,7 +8,8 @@ recognizer's log-probabilities are computed once per model file and cached
 in ``.cache/lm-val-<model digest>.npz`` (only the latest is kept), so a rerun
 after the model improved recomputes them and a rerun with the same
 model goes straight to the search. Stage 1 tries LM weight ``alpha`` x word
-bonus ``beta``; stage 2 the OOV and name offsets around the best of stage 1.
+bonus ``beta``; stage 2 the OOV and name offsets around the best of stage 1;
+stage 3 the common-word offset around the best of stage 2.
 The loss is relative CER + relative WER against greedy decoding. The chosen
 settings go into the ``decoder`` section of ``<lm>.json``, which
 ``BeamDecoder.load`` reads. To show that tuning on the lines it is scored on
@@ -42,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lm.build import DEFAULT_LM, lm_prefix, read_info, write_info  # noqa: E402
+from lm.build import DEFAULT_LM, LMFiles, lm_prefix, read_info, write_info  # noqa: E402
 from lm.decoder import BeamDecoder, DecoderConfig, GreedyDecoder  # noqa: E402
 from ocr.corpus import DEFAULT_DATA, load_line_cache  # noqa: E402
 from ocr.metrics import ErrorRates  # noqa: E402
@@ -168,12 +169,14 @@ def objective(rates: ErrorRates, greedy: ErrorRates) -> float:
     return rates.cer / max(greedy.cer, 1e-9) + rates.wer / max(greedy.wer, 1e-9)
 
 
-#: Stage 1 searches the LM weight and word bonus; stage 2 the OOV and name offsets around the best of stage 1.
+#: Stage 1 searches the LM weight and word bonus; stage 2 the OOV and name offsets around the best of stage 1;
+#: stage 3 the common-word offset around the best of stage 2 (for an LM with a common-word class, ``lm.words``).
 STAGE1 = {"alpha": (0.15, 0.2, 0.25, 0.3, 0.35, 0.45), "beta": (1.0, 1.5, 2.25, 3.0)}
 STAGE2 = {"unk_score_offset": (-10.0, -6.0, -3.0), "name_score_offset": (-2.0, -1.0, 0.0)}
 QUICK_STAGE1 = {"alpha": (0.3, 0.6), "beta": (0.5, 2.0)}
 QUICK_STAGE2 = {"unk_score_offset": (-10.0, -5.0), "name_score_offset": (0.0,)}
-BASE = {"unk_score_offset": -6.0, "name_score_offset": -1.0}
+STAGE3 = {"word_score_offset": (-2.0, -1.0, 0.0, 1.0)}
+BASE = {"unk_score_offset": -6.0, "name_score_offset": -1.0, "word_score_offset": 0.0}
 
 
 def product(axes: dict[str, tuple[float, ...]], base: dict[str, float]) -> list[dict[str, float]]:
@@ -183,9 +186,9 @@ def product(axes: dict[str, tuple[float, ...]], base: dict[str, float]) -> list[
 
 
 def search(
-    decoder: BeamDecoder, vs: ValidationSet, greedy: ErrorRates, quick: bool
+    decoder: BeamDecoder, vs: ValidationSet, greedy: ErrorRates, quick: bool, word_class: bool = False
 ) -> tuple[list[dict[str, float]], list[list[str]]]:
-    """Return every setting tried and the decoded texts of ``vs`` under each (two stages, see :data:`STAGE1`)."""
+    """Return every setting tried and the decoded texts of ``vs`` under each (stages, see :data:`STAGE1`)."""
     settings: list[dict[str, float]] = []
     hyps: list[list[str]] = []
 
@@ -200,6 +203,9 @@ def search(
     run(product(QUICK_STAGE1 if quick else STAGE1, BASE))
     best = min(range(len(settings)), key=lambda k: objective(score(vs.texts, hyps[k]), greedy))
     run(product(QUICK_STAGE2 if quick else STAGE2, settings[best]))
+    if word_class and not quick:
+        best = min(range(len(settings)), key=lambda k: objective(score(vs.texts, hyps[k]), greedy))
+        run(product(STAGE3, settings[best]))
     return settings, hyps
 
 
@@ -346,7 +352,8 @@ def main() -> None:
     vs, greedy_hyps, greedy = validation_and_greedy(args)
     config = DecoderConfig(beam_width=args.beam_width, processes=args.processes)
     with BeamDecoder(vs.labels, args.lm, config) as decoder:
-        settings, all_hyps = search(decoder, vs, greedy, args.quick)
+        word_class = LMFiles(lm_prefix(args.lm)).words.exists()
+        settings, all_hyps = search(decoder, vs, greedy, args.quick, word_class)
     rated = sorted(
         ((s, score(vs.texts, h)) for s, h in zip(settings, all_hyps, strict=True)),
         key=lambda r: objective(r[1], greedy),
@@ -359,13 +366,13 @@ def main() -> None:
         f"model {vs.model_version}, LM {read_info(lm_prefix(args.lm)).get('version')}, {len(vs.texts)} lines, "
         f"beam {args.beam_width}, {len(settings)} settings, {time.perf_counter() - t_start:.0f} s"
     )
-    print("| alpha | beta | unk offset | name offset | CER | WER |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    print(f"| greedy | | | | {greedy.cer:.4f} | {greedy.wer:.4f} |")
+    print("| alpha | beta | unk offset | name offset | word offset | CER | WER |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| greedy | | | | | {greedy.cer:.4f} | {greedy.wer:.4f} |")
     for s, r in rated[:10]:
         print(
             f"| {s['alpha']:g} | {s['beta']:g} | {s['unk_score_offset']:g} | {s['name_score_offset']:g} "
-            f"| {r.cer:.4f} | {r.wer:.4f} |"
+            f"| {s['word_score_offset']:g} | {r.cer:.4f} | {r.wer:.4f} |"
         )
     print_best(best, best_rates, held_out, greedy)
     if args.quick or args.dry_run:

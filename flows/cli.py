@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from flows.settings import Settings
+from lm.words import DEFAULT_SIZE as DEFAULT_WORDS
 
 app = typer.Typer(
     name="registre",
@@ -491,6 +492,13 @@ def build_lm(
     names: Annotated[
         bool, typer.Option("--names/--no-names", help="Add the INSEE surname and first-name lists.")
     ] = True,
+    words: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Common French words (wordfreq's list, most frequent first) the LM knows as one word class; 0: none.",
+        ),
+    ] = DEFAULT_WORDS,
 ) -> None:
     """Build the KenLM model of French names and register text with lmplz and build_binary."""
     _logging(True)
@@ -499,7 +507,7 @@ def build_lm(
 
     data = _training_data(data_dir)
     try:
-        info = run_build(data, out, order=order, names=names)
+        info = run_build(data, out, order=order, names=names, words=words)
     except KenLMToolsMissing as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"prefix": info.prefix, "version": info.version, "ngrams": info.ngrams, "sizes": info.sizes}))

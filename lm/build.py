@@ -6,6 +6,7 @@
 * ``names.binary`` — the same as a quantized trie, what the decoder loads,
 * ``names.unigrams.txt`` — the model's word tokens, one per line (pyctcdecode's unigram list),
 * ``names.lexicon.txt.gz`` — the name classes (``lm.names.NameLexicon``),
+* ``names.words.txt.gz`` — the common-word class (``lm.words.WordClass``),
 * ``names.json`` — how it was built, its version, and the decoder's tuned defaults.
 """
 
@@ -26,6 +27,8 @@ from pathlib import Path
 
 from lm.corpus import Corpus, build_corpus
 from lm.names import CLASS_TOKENS, NameLexicon
+from lm.words import DEFAULT_SIZE, WORD_CLASS, WordClass
+from ocr.charset import FOREIGN_LETTERS, FRENCH_BASE
 from ocr.corpus import DEFAULT_DATA
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,11 @@ class LMFiles:
         return self.prefix.with_name(self.prefix.name + ".lexicon.txt.gz")
 
     @property
+    def words(self) -> Path:
+        """Return the common-word class's path."""
+        return self.prefix.with_name(self.prefix.name + ".words.txt.gz")
+
+    @property
     def info(self) -> Path:
         """Return the JSON description's path."""
         return self.prefix.with_name(self.prefix.name + ".json")
@@ -74,7 +82,7 @@ class LMFiles:
 def lm_prefix(path: str | Path) -> Path:
     """Return the path prefix of an LM given as a prefix or as any of its files (``models/names.binary``)."""
     path = Path(path)
-    for suffix in (".arpa", ".binary", ".unigrams.txt", ".lexicon.txt.gz", ".json"):
+    for suffix in (".arpa", ".binary", ".unigrams.txt", ".lexicon.txt.gz", ".words.txt.gz", ".json"):
         if path.name.endswith(suffix):
             return path.with_name(path.name[: -len(suffix)])
     return path
@@ -164,7 +172,7 @@ def arpa_counts(arpa: Path) -> dict[str, int]:
 
 def write_unigrams(corpus: Corpus, path: Path) -> int:
     """Write the corpus's word tokens (class tokens left out), one per line; return their number."""
-    words = [w for w in corpus.vocabulary() if w not in CLASS_TOKENS]
+    words = [w for w in corpus.vocabulary() if w not in CLASS_TOKENS and w != WORD_CLASS]
     path.write_text("".join(w + "\n" for w in words), encoding="utf-8")
     return len(words)
 
@@ -221,11 +229,14 @@ def build_lm(
     binary_kind: str = "trie",
     quantize_bits: int = 8,
     memory: str = "512M",
+    words: int = DEFAULT_SIZE,
 ) -> LMInfo:
     """Build the names LM of ``data_dir`` (training pages, name lists) into the files of prefix ``out``; return them.
 
     ``prune`` holds lmplz's per-order count thresholds (``(0, 0, 1)``: drop
     trigrams seen once); ``names=False`` builds a model of the training text alone.
+    ``words`` is the size of the common-word class (``lm.words``; 0: none, and
+    none without ``names``).
     The ``decoder`` section of an existing ``out.json`` (tuned alpha/beta) is kept.
     """
     files = LMFiles(lm_prefix(out))
@@ -233,13 +244,18 @@ def build_lm(
     # Fail before the corpus work when the tools are missing.
     find_tool("lmplz")
     find_tool("build_binary")
-    corpus = build_corpus(Path(data_dir), names=names, rare_max=rare_max)
+    word_class = WordClass.french(words, FRENCH_BASE + FOREIGN_LETTERS) if names and words else WordClass({})
+    corpus = build_corpus(Path(data_dir), names=names, rare_max=rare_max, words=word_class)
     with tempfile.TemporaryDirectory(prefix="registre-lm-") as tmp:
         run_lmplz(corpus.lines, files.arpa, order, prune, memory, Path(tmp))
     run_build_binary(files.arpa, files.binary, binary_kind, quantize_bits)
     vocabulary = write_unigrams(corpus, files.unigrams)
     write_lexicon(corpus.lexicon, files.lexicon)
-    version = files_digest([files.binary, files.unigrams, files.lexicon])
+    if len(corpus.words):
+        corpus.words.write(files.words)
+    else:
+        files.words.unlink(missing_ok=True)
+    version = files_digest([p for p in (files.binary, files.unigrams, files.lexicon, files.words) if p.exists()])
     info = LMInfo(
         prefix=str(files.prefix),
         version=version,
@@ -248,9 +264,19 @@ def build_lm(
         ngrams=arpa_counts(files.arpa),
         vocabulary=vocabulary,
         name_keys=len(corpus.lexicon),
-        sizes={p.name: p.stat().st_size for p in (files.arpa, files.binary, files.unigrams, files.lexicon)},
+        sizes={
+            p.name: p.stat().st_size
+            for p in (files.arpa, files.binary, files.unigrams, files.lexicon, files.words)
+            if p.exists()
+        },
         corpus=corpus.stats,
-        settings={"names": names, "rare_max": rare_max, "binary_kind": binary_kind, "quantize_bits": quantize_bits},
+        settings={
+            "names": names,
+            "rare_max": rare_max,
+            "binary_kind": binary_kind,
+            "quantize_bits": quantize_bits,
+            "words": len(corpus.words),
+        },
     )
     previous = read_info(files.prefix)
     record = {"format": FORMAT, **{k: v for k, v in asdict(info).items() if k != "prefix"}}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lm.names import FIRSTNAME_CLASS, SURNAME_CLASS, NameLexicon, read_names
 from lm.tokens import line_tokens, split_word
+from lm.words import WORD_CLASS, WordClass
 from ocr.charset import label_text
 from ocr.corpus import DEFAULT_DATA, corpus_pages
 from ocr.groundtruth import read_ground_truth
@@ -60,8 +61,14 @@ def class_of_name(core: str, lexicon: NameLexicon) -> str | None:
     return FIRSTNAME_CLASS if FIRSTNAME_CLASS in classes else SURNAME_CLASS
 
 
-def class_lines(lines: Sequence[str], lexicon: NameLexicon, rare_max: int = 1) -> list[str]:
-    """Return tokenized copies of the lines holding rare names, those names replaced by their class token."""
+def class_lines(
+    lines: Sequence[str], lexicon: NameLexicon, rare_max: int = 1, words: WordClass | None = None
+) -> list[str]:
+    """Return tokenized copies of the lines holding rare names or rare common words, replaced by their class token.
+
+    A capitalized rare word that is a name stands for its name class; any other
+    rare word of ``words`` (``lm.words``) for the common-word class.
+    """
     counts = Counter(word_cores(lines))
     out: list[str] = []
     for text in lines:
@@ -69,7 +76,12 @@ def class_lines(lines: Sequence[str], lexicon: NameLexicon, rare_max: int = 1) -
         replaced = False
         for word in text.split():
             lead, core, trail = split_word(word)
-            cls = class_of_name(core, lexicon) if core and counts[core] <= rare_max and core[:1].isupper() else None
+            cls = None
+            if core and counts[core] <= rare_max:
+                if core[:1].isupper():
+                    cls = class_of_name(core, lexicon)
+                if cls is None and words is not None and core in words:
+                    cls = WORD_CLASS
             if cls is None:
                 tokens.extend(line_tokens(word))
             else:
@@ -86,6 +98,7 @@ class Corpus:
 
     lines: list[str]
     lexicon: NameLexicon
+    words: WordClass = field(default_factory=lambda: WordClass({}))
     stats: dict[str, int] = field(default_factory=dict)
 
     def vocabulary(self) -> list[str]:
@@ -94,13 +107,22 @@ class Corpus:
 
 
 def build_corpus(
-    data_dir: Path = DEFAULT_DATA, names: bool = True, rare_max: int = 1, accent_rules: bool = True
+    data_dir: Path = DEFAULT_DATA,
+    names: bool = True,
+    rare_max: int = 1,
+    accent_rules: bool = True,
+    words: WordClass | None = None,
 ) -> Corpus:
-    """Return the LM corpus of ``data_dir``: tokenized training lines (plus name-class lines and lexicon)."""
+    """Return the LM corpus of ``data_dir``: tokenized training lines, plus class lines, lexicon and word class.
+
+    ``words`` (``lm.words.WordClass``) adds the common-word class; class lines
+    are written only when ``names`` is on.
+    """
     data_dir = Path(data_dir)
     texts = training_lines(data_dir)
     lines = [" ".join(line_tokens(t)) for t in texts]
     lexicon = NameLexicon({})
+    words = words or WordClass({})
     extra: list[str] = []
     if names:
         names_dir = data_dir / "names"
@@ -110,6 +132,8 @@ def build_corpus(
             accent_words=word_cores(texts),
             rules=accent_rules,
         )
-        extra = class_lines(texts, lexicon, rare_max)
-    stats = {"training_lines": len(texts), "class_lines": len(extra), "name_keys": len(lexicon)}
-    return Corpus([ln for ln in lines + extra if ln], lexicon, stats)
+        if len(words):
+            words = words.without_names(lambda w: FIRSTNAME_CLASS in lexicon.classes_of(w.upper()))
+        extra = class_lines(texts, lexicon, rare_max, words if len(words) else None)
+    stats = {"training_lines": len(texts), "class_lines": len(extra), "name_keys": len(lexicon), "words": len(words)}
+    return Corpus([ln for ln in lines + extra if ln], lexicon, words, stats)

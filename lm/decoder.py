@@ -46,6 +46,7 @@ from lm.build import DEFAULT_LM, LMFiles, lm_prefix, read_info, read_lexicon
 from lm.language_model import RegisterLanguageModel
 from lm.lexicon import LexiconRescorer
 from lm.names import display_case
+from lm.words import WordClass
 
 
 @dataclass
@@ -57,6 +58,8 @@ class DecoderConfig:
     unk_score_offset: float = -6.0
     #: log10 added to the class score of a name the model knows only from the name lists.
     name_score_offset: float = 0.0
+    #: log10 added to the class score of a common French word the model knows only from the word list.
+    word_score_offset: float = 0.0
     beam_width: int = 32
     #: Beams scoring this far (natural log) below the best are dropped.
     beam_prune_logp: float = -5.0
@@ -360,6 +363,7 @@ class BeamDecoder:
                 raise FileNotFoundError(f"{files.binary}: no LM binary (run `registre build-lm` or pass --no-lm)")
             vocabulary = files.unigrams.read_text(encoding="utf-8").split()
             lexicon = read_lexicon(files.lexicon) if files.lexicon.exists() else None
+            words = WordClass.read(files.words) if files.words.exists() else None
             self.language_model = RegisterLanguageModel(
                 kenlm.Model(str(files.binary)),
                 vocabulary,
@@ -368,6 +372,8 @@ class BeamDecoder:
                 beta=self.config.beta,
                 unk_score_offset=self.config.unk_score_offset,
                 name_score_offset=self.config.name_score_offset,
+                words=words,
+                word_score_offset=self.config.word_score_offset,
             )
             self.lm_version = read_info(files.prefix).get("version", "unknown")
         self._ctc = BeamSearchDecoderCTC(Alphabet.build_alphabet(self.labels), self.language_model)
@@ -448,10 +454,10 @@ class BeamDecoder:
         self._close_pool()
 
     #: Settings :meth:`set_params` may change (those the language model reads at scoring time).
-    LM_PARAMS = ("alpha", "beta", "unk_score_offset", "name_score_offset")
+    LM_PARAMS = ("alpha", "beta", "unk_score_offset", "name_score_offset", "word_score_offset")
 
     def set_params(self, **params: float) -> None:
-        """Change LM weights (``alpha``, ``beta``, ``unk_score_offset``, ``name_score_offset``) in place.
+        """Change LM weights (``alpha``, ``beta``, ``unk_score_offset``, ``name_score_offset``, ``word_score_offset``).
 
         Pool workers are restarted, since each holds a copy of the old ones.
         """

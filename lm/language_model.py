@@ -12,6 +12,8 @@ the same partial-word penalty) and changes what a word is:
   trailing punctuation as tokens of their own, digits folded to ``0``;
 * a token outside the KenLM vocabulary that is a name in the lexicon scores as
   its class token plus ``log10(1 / class size)``;
+* a token outside both that is a common French word (``lm.words``) scores as
+  the class token ``‹MOT›`` plus the word's log10 share of the class;
 * a token still unknown is read another way when that way is known
   (``M^r`` as ``Mr``, ``deSoissons`` as ``de Soissons``: ``lm.tokens.fallback_tokens``);
 * partial words are checked by binary search in sorted word lists.
@@ -31,6 +33,7 @@ from pyctcdecode.language_model import AbstractLanguageModel
 
 from lm.names import CLASS_TOKENS, NameLexicon
 from lm.tokens import fallback_tokens, fold_digits, lm_tokens, split_word
+from lm.words import WORD_CLASS, WordClass
 
 
 class RegisterLanguageModel(AbstractLanguageModel):
@@ -46,20 +49,25 @@ class RegisterLanguageModel(AbstractLanguageModel):
         unk_score_offset: float = -10.0,
         score_boundary: bool = True,
         name_score_offset: float = 0.0,
+        words: WordClass | None = None,
+        word_score_offset: float = 0.0,
     ) -> None:
         self._kenlm = kenlm_model
-        self._vocab = frozenset(w for w in vocabulary if w not in CLASS_TOKENS and w in kenlm_model)
+        self._vocab = frozenset(w for w in vocabulary if w not in CLASS_TOKENS and w != WORD_CLASS and w in kenlm_model)
         self._sorted_vocab = sorted(self._vocab)
         self._lexicon = lexicon or NameLexicon({})
         # log10 P(name | class): uniform over the class's keys.
         self._class_logp = {
             cls: -math.log10(size) for cls, size in self._lexicon.sizes.items() if size and cls in kenlm_model
         }
+        # A model built without the class token cannot score its words: leave the class out.
+        self._words = words if words is not None and len(words) and WORD_CLASS in kenlm_model else WordClass({})
         self.alpha = alpha
         self.beta = beta
         self.unk_score_offset = unk_score_offset
         self.score_boundary = score_boundary
         self.name_score_offset = name_score_offset
+        self.word_score_offset = word_score_offset
 
     @property
     def order(self) -> int:
@@ -76,14 +84,14 @@ class RegisterLanguageModel(AbstractLanguageModel):
         return state
 
     def reset_params(self, **params) -> None:  # type: ignore[override]
-        """Set ``alpha``, ``beta``, ``unk_score_offset``, ``name_score_offset`` or ``score_boundary`` in place."""
-        for name in ("alpha", "beta", "unk_score_offset", "name_score_offset", "score_boundary"):
+        """Set ``alpha``, ``beta``, ``score_boundary`` or an offset (``unk``, ``name``, ``word_score_offset``)."""
+        for name in ("alpha", "beta", "unk_score_offset", "name_score_offset", "word_score_offset", "score_boundary"):
             if params.get(name) is not None:
                 setattr(self, name, params[name])
 
     def is_known(self, token: str) -> bool:
-        """Return whether a (folded) LM token is a model word or a name of the lexicon."""
-        return token in self._vocab or bool(self._lexicon.classes_of(token))
+        """Return whether a (folded) LM token is a model word, a name of the lexicon or a common word."""
+        return token in self._vocab or bool(self._lexicon.classes_of(token)) or token in self._words
 
     def _known_reading(self, token: str) -> list[str] | None:
         """Return the tokens a (folded) token is scored as: itself, its fallback reading, or None when unknown."""
@@ -99,7 +107,7 @@ class RegisterLanguageModel(AbstractLanguageModel):
         i = bisect.bisect_left(self._sorted_vocab, folded)
         if i < len(self._sorted_vocab) and self._sorted_vocab[i].startswith(folded):
             return True
-        if self._lexicon.has_prefix(core):
+        if self._lexicon.has_prefix(core) or self._words.has_prefix(core):
             return True
         # A partial word that a fallback reading could still make known.
         alt = fallback_tokens(core)
@@ -126,7 +134,8 @@ class RegisterLanguageModel(AbstractLanguageModel):
         return penalty
 
     def token_logp(self, state: kenlm.State, token: str) -> tuple[float, kenlm.State]:
-        """Return ``(log10 probability, next state)`` of one LM token: names through their class, unknowns offset."""
+        """Return ``(log10 probability, next state)`` of one LM token: names and common words through their class,
+        unknowns offset."""
         end = kenlm.State()
         if token in self._vocab:
             return self._kenlm.BaseScore(state, token, end), end
@@ -137,6 +146,12 @@ class RegisterLanguageModel(AbstractLanguageModel):
                 logp = self._kenlm.BaseScore(state, cls, cls_end) + self._class_logp[cls] + self.name_score_offset
                 if best is None or logp > best[0]:
                     best = (logp, cls_end)
+        share = self._words.word_logp(token)
+        if share is not None:
+            cls_end = kenlm.State()
+            logp = self._kenlm.BaseScore(state, WORD_CLASS, cls_end) + share + self.word_score_offset
+            if best is None or logp > best[0]:
+                best = (logp, cls_end)
         if best is not None:
             return best
         return self._kenlm.BaseScore(state, token, end) + self.unk_score_offset, end

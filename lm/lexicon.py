@@ -206,7 +206,8 @@ class CandidateIndex:
 
 
 def known_spellings(language_model: RegisterLanguageModel, alphabet: Iterable[str]) -> tuple[list[str], list[str]]:
-    """Return ``(LM words, names)``: the alphabetic spellings the LM reads, names in display and upper case.
+    """Return ``(LM words, names)``: the alphabetic spellings the LM reads; names in display and upper case and
+    the common-word class's words.
 
     Only spellings written entirely in ``alphabet`` (the recognizer's characters) are kept.
     """
@@ -216,6 +217,8 @@ def known_spellings(language_model: RegisterLanguageModel, alphabet: Iterable[st
     for key in language_model._lexicon.classes:  # noqa: SLF001
         if key.isalpha():
             names.extend(form for form in (display_case(key), key) if set(form) <= chars)
+    # Common French words: as listed and capitalized; they join the names, not the LM's words.
+    names.extend(w for w in language_model._words.spellings() if w.isalpha() and set(w) <= chars)  # noqa: SLF001
     return words, names
 
 

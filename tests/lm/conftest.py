@@ -52,6 +52,7 @@ SURNAMES = [
     "LE GOFF",
     "MANTEL",
     "MARTEL",
+    "MARTEK",
 ]
 FIRSTNAMES = ["JEAN", "PIERRE", "LOUIS", "CHARLES", "MARIE", "LOUISE", "HÉLÈNE", "ALO\x9fS"]
 

@@ -5,6 +5,7 @@ import pytest
 
 from lm.build import LMInfo, read_lexicon
 from lm.language_model import RegisterLanguageModel
+from lm.words import WordClass
 
 
 @pytest.fixture(scope="module")
@@ -15,6 +16,7 @@ def register_lm(tiny_lm: LMInfo) -> RegisterLanguageModel:
         files.unigrams.read_text(encoding="utf-8").split(),
         read_lexicon(files.lexicon),
         unk_score_offset=-10.0,
+        words=WordClass.read(files.words),
     )
 
 
@@ -32,6 +34,26 @@ def test_words_names_and_unknowns(register_lm: RegisterLanguageModel) -> None:
     assert logp("deGimonet") > logp("deGimomet") + 5
     line = register_lm.line_logp
     assert line("Dupont (Jean Pierre) marchand") > line("Dupont (Jean Pierre) marxand")
+
+
+def test_common_words_outside_the_training_text(register_lm: RegisterLanguageModel) -> None:
+    start = register_lm.get_start_state()
+    logp = lambda word: register_lm.word_logp(start, word)[0]  # noqa: E731
+    # No training line writes "responsabilité": the common-word class knows it, in its three case forms.
+    assert "responsabilité" not in register_lm._vocab  # noqa: SLF001
+    for form in ("responsabilité", "Responsabilité", "RESPONSABILITÉ"):
+        assert logp(form) > logp("responsabilitq") + 3, form
+    assert logp("ResponsabiLité") == pytest.approx(logp("responsabilitq"), abs=2)
+    # A frequent word scores above a rare one through its share of the class.
+    assert logp("maison") > logp("chevêchette")
+    assert register_lm.score_partial_token("responsabil") == 0.0
+    register_lm.reset_params(word_score_offset=-3.0)
+    try:
+        assert logp("maison") > logp("responsabilitq")
+        lowered = logp("Prévoyance")
+    finally:
+        register_lm.reset_params(word_score_offset=0.0)
+    assert logp("Prévoyance") == pytest.approx(lowered + 3.0)
 
 
 def test_glued_word_ties_with_its_split_form(register_lm: RegisterLanguageModel) -> None:
