@@ -200,12 +200,13 @@ def search(
             settings.append(s)
             hyps.append(decode_texts(decoder, vs))
 
+    def best() -> dict[str, float]:
+        return settings[min(range(len(settings)), key=lambda k: objective(score(vs.texts, hyps[k]), greedy))]
+
     run(product(QUICK_STAGE1 if quick else STAGE1, BASE))
-    best = min(range(len(settings)), key=lambda k: objective(score(vs.texts, hyps[k]), greedy))
-    run(product(QUICK_STAGE2 if quick else STAGE2, settings[best]))
+    run(product(QUICK_STAGE2 if quick else STAGE2, best()))
     if word_class and not quick:
-        best = min(range(len(settings)), key=lambda k: objective(score(vs.texts, hyps[k]), greedy))
-        run(product(STAGE3, settings[best]))
+        run(product(STAGE3, best()))
     return settings, hyps
 
 

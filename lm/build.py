@@ -27,7 +27,7 @@ from pathlib import Path
 
 from lm.corpus import Corpus, build_corpus
 from lm.names import CLASS_TOKENS, NameLexicon
-from lm.words import DEFAULT_SIZE, WORD_CLASS, WordClass
+from lm.words import DEFAULT_SIZE, WordClass
 from ocr.charset import FOREIGN_LETTERS, FRENCH_BASE
 from ocr.corpus import DEFAULT_DATA
 
@@ -172,7 +172,7 @@ def arpa_counts(arpa: Path) -> dict[str, int]:
 
 def write_unigrams(corpus: Corpus, path: Path) -> int:
     """Write the corpus's word tokens (class tokens left out), one per line; return their number."""
-    words = [w for w in corpus.vocabulary() if w not in CLASS_TOKENS and w != WORD_CLASS]
+    words = [w for w in corpus.vocabulary() if w not in CLASS_TOKENS]
     path.write_text("".join(w + "\n" for w in words), encoding="utf-8")
     return len(words)
 

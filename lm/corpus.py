@@ -18,9 +18,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lm.names import FIRSTNAME_CLASS, SURNAME_CLASS, NameLexicon, read_names
+from lm.names import FIRSTNAME_CLASS, SURNAME_CLASS, WORD_CLASS, NameLexicon, read_names
 from lm.tokens import line_tokens, split_word
-from lm.words import WORD_CLASS, WordClass
+from lm.words import WordClass
 from ocr.charset import label_text
 from ocr.corpus import DEFAULT_DATA, corpus_pages
 from ocr.groundtruth import read_ground_truth
@@ -132,8 +132,7 @@ def build_corpus(
             accent_words=word_cores(texts),
             rules=accent_rules,
         )
-        if len(words):
-            words = words.without_names(lambda w: FIRSTNAME_CLASS in lexicon.classes_of(w.upper()))
-        extra = class_lines(texts, lexicon, rare_max, words if len(words) else None)
+        words = words.without_names(lambda w: FIRSTNAME_CLASS in lexicon.classes_of(w.upper()))
+        extra = class_lines(texts, lexicon, rare_max, words)
     stats = {"training_lines": len(texts), "class_lines": len(extra), "name_keys": len(lexicon), "words": len(words)}
     return Corpus([ln for ln in lines + extra if ln], lexicon, words, stats)

@@ -31,9 +31,9 @@ import kenlm
 from pyctcdecode.constants import AVG_TOKEN_LEN, LOG_BASE_CHANGE_FACTOR
 from pyctcdecode.language_model import AbstractLanguageModel
 
-from lm.names import CLASS_TOKENS, NameLexicon
+from lm.names import CLASS_TOKENS, WORD_CLASS, NameLexicon
 from lm.tokens import fallback_tokens, fold_digits, lm_tokens, split_word
-from lm.words import WORD_CLASS, WordClass
+from lm.words import WordClass
 
 
 class RegisterLanguageModel(AbstractLanguageModel):
@@ -53,7 +53,7 @@ class RegisterLanguageModel(AbstractLanguageModel):
         word_score_offset: float = 0.0,
     ) -> None:
         self._kenlm = kenlm_model
-        self._vocab = frozenset(w for w in vocabulary if w not in CLASS_TOKENS and w != WORD_CLASS and w in kenlm_model)
+        self._vocab = frozenset(w for w in vocabulary if w not in CLASS_TOKENS and w in kenlm_model)
         self._sorted_vocab = sorted(self._vocab)
         self._lexicon = lexicon or NameLexicon({})
         # log10 P(name | class): uniform over the class's keys.

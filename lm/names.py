@@ -26,7 +26,9 @@ from pathlib import Path
 #: KenLM tokens standing for any member of a class (never a register word: the guillemets are single).
 SURNAME_CLASS = "‹NOM›"
 FIRSTNAME_CLASS = "‹PRENOM›"
-CLASS_TOKENS = (SURNAME_CLASS, FIRSTNAME_CLASS)
+#: The class of common French words (``lm.words``), beside the two name classes.
+WORD_CLASS = "‹MOT›"
+CLASS_TOKENS = (SURNAME_CLASS, FIRSTNAME_CLASS, WORD_CLASS)
 
 # INSEE's first-name file was converted from cp1252 with Ÿ (0x9F) left as a C1 control.
 _MOJIBAKE = {"\x9f": "Ÿ"}

@@ -21,11 +21,9 @@ from __future__ import annotations
 import bisect
 import gzip
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 
-#: KenLM token standing for any word of the class (never a register word: the guillemets are single).
-WORD_CLASS = "‹MOT›"
 #: Words taken from wordfreq's French list, most frequent first (its 100,000th is ``inhale``).
 DEFAULT_SIZE = 100_000
 #: wordfreq lower-cases proper names too (``lucienne``, ``giacomo``): a first name of the lexicon stays out of the
@@ -49,13 +47,13 @@ def word_key(word: str) -> str | None:
     return None
 
 
-def usable(word: str, alphabet: Iterable[str] | None = None) -> bool:
+def usable(word: str, alphabet: Collection[str] | None = None) -> bool:
     """Return whether a listed word can be a register word: letters, inner hyphens or apostrophes, in ``alphabet``."""
     if len(word) < 2 or not word.islower() or not word[0].isalpha() or not word[-1].isalpha():
         return False
     if not all(c.isalpha() or c in "-'" for c in word):
         return False
-    return alphabet is None or set(word) <= set(alphabet)
+    return alphabet is None or all(c in alphabet for c in word)
 
 
 class WordClass:

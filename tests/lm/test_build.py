@@ -9,8 +9,8 @@ import pytest
 
 from lm.build import KenLMToolsMissing, LMInfo, build_lm, find_tool, lm_prefix, read_lexicon
 from lm.corpus import build_corpus, training_lines
-from lm.names import FIRSTNAME_CLASS, SURNAME_CLASS
-from lm.words import WORD_CLASS, WordClass
+from lm.names import FIRSTNAME_CLASS, SURNAME_CLASS, WORD_CLASS
+from lm.words import WordClass
 
 from .conftest import TRAINING_TEXT, require_kenlm_tools
 
