@@ -1,13 +1,14 @@
 """Recognizer benchmark: CER/WER per corpus on validation lines (seen vs unseen hands), Tesseract beside it, lines/s.
 
-Usage: python bench/recognizer_bench.py [--model models/registre-crnn.pt] [--lm] [--tesseract] [--quick]
+Usage: python bench/recognizer_bench.py [--model models/registre-crnn.pt] [--lm] [--tesseract] [--quick] [--reread]
        python bench/recognizer_bench.py --device cuda   # GPU lines/s for a range of batch sizes
 
 Lines are the ground-truth crops of the validation pages and held-out hands of
 ocr/splits.toml (never trained on), grouped by split, split and corpus, split
 and volume. Decoding is greedy; ``--lm`` adds the default decoder of
 ``registre digitize`` (beam search with the names LM and its tuned settings;
-the decoders' variants are benchmarked by bench/lm_bench.py).
+the decoders' variants are benchmarked by bench/lm_bench.py); ``--reread`` reads unsure
+lines again squeezed and stretched, as ``registre digitize --reread`` does.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from machine import describe_machine  # noqa: E402
 
 from lm.decoder import open_decoder  # noqa: E402
 from ocr.corpus import DEFAULT_DATA, LineSample, load_line_cache  # noqa: E402
-from ocr.inference import Recognizer, greedy_decode  # noqa: E402
+from ocr.inference import REREAD_SCALES, Recognizer, greedy_decode  # noqa: E402
 from ocr.metrics import ErrorRates  # noqa: E402
 
 
@@ -142,6 +143,11 @@ def main() -> None:
         "--int8", action=argparse.BooleanOptionalAction, default=True, help="int8 BiLSTM weights (onnx backend)"
     )
     ap.add_argument(
+        "--reread",
+        action="store_true",
+        help="read unsure lines again squeezed and stretched (registre digitize --reread)",
+    )
+    ap.add_argument(
         "--speed-corpus",
         default="lectaurep",
         help="measure lines/s on this corpus's lines (register lines; 'all': every measured line)",
@@ -152,7 +158,13 @@ def main() -> None:
     if args.quick:
         samples = samples[::5]
     torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model, args.device, backend=args.backend, int8=args.int8)
+    rec = Recognizer.load(
+        args.model,
+        args.device,
+        backend=args.backend,
+        int8=args.int8,
+        reread_scales=REREAD_SCALES if args.reread else (),
+    )
     crops = [s.image for s in samples]
     logprobs = rec.logprobs(crops)
     readings = [greedy_decode(lp, rec.charset) for lp in logprobs]
@@ -187,6 +199,7 @@ def main() -> None:
     print(f"machine: {describe_machine()}")
     print(
         f"model: {rec.version}  backend: {rec.backend}{' int8' if rec.int8 else ''}  lines: {len(samples)}"
+        + ("  reread " + "/".join(map(str, REREAD_SCALES)) if args.reread else "")
         + "  decoding: greedy"
         + (f", {lm_version}" if lm_version else "")
     )
@@ -214,6 +227,7 @@ def main() -> None:
         "model": rec.version,
         "backend": rec.backend,
         "int8": rec.int8,
+        "reread": list(rec.reread_scales),
         "cer": {k: round(v.cer, 4) for k, v in groups.items()},
         "wer": {k: round(v.wer, 4) for k, v in groups.items()},
         "lm": lm_version,

@@ -43,6 +43,14 @@ NoLmOpt = Annotated[bool, typer.Option("--no-lm", help="Greedy CTC decoding, no 
 BeamOpt = Annotated[int | None, typer.Option("--beam-width", min=1, help="Beam width of the LM decoder.")]
 HotwordsOpt = Annotated[Path | None, typer.Option("--hotwords", help="File of words to boost, one per line.")]
 DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
+RereadOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--reread",
+        help="Read unsure lines again squeezed and stretched and keep the likeliest text: "
+        "~0.6 points lower CER, ~2.5x the recognition time.",
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")]
 DataOpt = Annotated[Path | None, typer.Option("--data", help="The shared data folder (default ../shared/data).")]
 SegmenterOpt = Annotated[
@@ -98,6 +106,7 @@ def digitize(
     beam_width: BeamOpt = None,
     hotwords: HotwordsOpt = None,
     device: DeviceOpt = None,
+    reread: RereadOpt = None,
     segmenter: SegmenterOpt = None,
     dask_address: Annotated[
         str | None, typer.Option("--dask-address", help="Run chunk tasks on this Dask scheduler (tcp://host:8786).")
@@ -121,6 +130,7 @@ def digitize(
         beam_width=beam_width,
         hotwords=hotwords,
         device=device,
+        reread=reread,
         chunk_size=chunk_size,
         formats=formats.split(","),
         dask_address=dask_address,
@@ -144,6 +154,7 @@ def evaluate(
     beam_width: BeamOpt = None,
     hotwords: HotwordsOpt = None,
     device: DeviceOpt = None,
+    reread: RereadOpt = None,
     segmenter: SegmenterOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -154,7 +165,14 @@ def evaluate(
     if segmentation not in ("gt", "auto"):
         _fail("--segmentation must be gt or auto")
     settings = _settings(
-        model=model, lm=lm, no_lm=no_lm, beam_width=beam_width, hotwords=hotwords, device=device, segmenter=segmenter
+        model=model,
+        lm=lm,
+        no_lm=no_lm,
+        beam_width=beam_width,
+        hotwords=hotwords,
+        device=device,
+        reread=reread,
+        segmenter=segmenter,
     )
     if segmentation == "auto":
         _check_segmenter(settings)

@@ -87,7 +87,7 @@ from flows.pipeline import (
 )
 from flows.records import assign_page_ids
 from flows.serializers import parse_formats
-from flows.settings import Settings
+from flows.settings import Settings, decoder_label
 from flows.storage import IMAGE_EXTENSIONS, Storage, is_transient, open_storage
 
 log = logging.getLogger(__name__)
@@ -566,7 +566,7 @@ def digitize_archive(
         clear_stop()
 
     summary.seconds = time.perf_counter() - started
-    summary.decoder = "lm" if settings.use_lm else "greedy"
+    summary.decoder = decoder_label(settings)
     create_markdown_artifact(_markdown(summary), key="digitize-summary", description="digitization summary")
     logger.info(
         "%d done, %d failed, %d skipped, %d left in %.1f s; %.1f pages/min from the first page to the last",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.settings import Settings, load_recognizer, segmentation_params
+from flows.settings import Settings, decoder_label, load_recognizer, segmentation_params
 from ocr.groundtruth import GroundTruthError, GroundTruthPage, find_ground_truth, read_ground_truth
 from ocr.metrics import ErrorRates
 from segmentation.crop import crop_line
@@ -199,7 +199,7 @@ def run_eval(gt_dir: Path, settings: Settings, segmentation: str = "gt", predict
         "seconds": round(time.perf_counter() - started, 3),
         "pages": len(pages),
         "segmentation": segmentation,
-        "decoder": "lm" if settings.use_lm else "greedy",
+        "decoder": decoder_label(settings),
         **extra,
         **({"skipped_pages": skipped} if skipped else {}),
     }

@@ -121,6 +121,8 @@ def _engine_key(settings: Settings) -> tuple:
         settings.device,
         settings.batch_pixels,
         settings.cpu_bf16,
+        settings.cpu_int8,
+        settings.reread,
         settings.use_lm,
         str(settings.lm) if settings.use_lm else None,
         settings.beam_width if settings.use_lm else None,
@@ -155,6 +157,7 @@ def get_engine(settings: Settings) -> Engine:
         if engine is None:
             recognizer = load_recognizer(settings)
             decoder, name, lm_version = _open_decoder(recognizer, settings)
+            name += "+reread" if settings.reread else ""
             stride = int(getattr(recognizer.model.config, "width_stride", 2))
             engine = Engine(recognizer, decoder, name, lm_version, stride)
             _ENGINES[key] = engine
@@ -345,10 +348,15 @@ def _nbest(decoded: Any) -> list[Alternative]:
     return [Alternative(str(text), _unit(p)) for (text, _), p in zip(items, probs, strict=True)]
 
 
-def build_record(prep: _Prepared, decoded: list[Any | None], engine: Engine, created: str) -> PageRecord:
-    """Return the page record from its segmentation and decoded lines (None for uncropped lines)."""
+def build_record(
+    prep: _Prepared, decoded: list[Any | None], engine: Engine, created: str, read_widths: list[int | None]
+) -> PageRecord:
+    """Return the page record from its segmentation and decoded lines (None for uncropped lines).
+
+    ``read_widths`` are the widths the recognizer read the crops at (word boxes map its frames back).
+    """
     lines = []
-    for line, crop, region, dec in zip(prep.lines, prep.crops, prep.regions, decoded, strict=True):
+    for line, crop, region, dec, width in zip(prep.lines, prep.crops, prep.regions, decoded, read_widths, strict=True):
         polygon = [(int(x), int(y)) for x, y in line.polygon]
         baseline = [(int(x), int(y)) for x, y in line.baseline]
         record_line = LineRecord(
@@ -364,7 +372,7 @@ def build_record(prep: _Prepared, decoded: list[Any | None], engine: Engine, cre
         if dec is not None and crop is not None:
             record_line.text = dec.text
             record_line.confidence = _unit(dec.confidence)
-            record_line.words = _words(dec, record_line.bbox, region, crop.shape[1], engine.stride)
+            record_line.words = _words(dec, record_line.bbox, region, width or crop.shape[1], engine.stride)
             record_line.nbest = _nbest(dec) if getattr(dec, "nbest", None) else []
         lines.append(record_line)
     record = PageRecord(
@@ -474,7 +482,8 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
     crops = [c for p in prepared for c in p.crops if c is not None]
     t0 = time.perf_counter()
     try:
-        logprobs = _recognize_sliced(engine, crops)
+        read = _recognize_sliced(engine, crops)
+        logprobs, read_widths = read if read is not None else (None, [])
         t1 = time.perf_counter()
         decoded_flat = _decode_sliced(engine, logprobs) if logprobs is not None else None
         t2 = time.perf_counter()
@@ -482,33 +491,36 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
         for p in prepared:
             failed(p.job, _reason("recognize", exc), p.timings)
         prepared = []
-        crops, logprobs, decoded_flat = [], [], []
+        crops, logprobs, decoded_flat, read_widths = [], [], [], []
         t1 = t2 = time.perf_counter()
     if logprobs is None or decoded_flat is None:
         # Stopped mid-recognition: the prepared pages are left to do, with the ones not started.
-        prepared, crops, logprobs, decoded_flat = [], [], [], []
+        prepared, crops, logprobs, decoded_flat, read_widths = [], [], [], [], []
     stages["recognize"] += t1 - t0
     stages["decode"] += t2 - t1
     total_px = sum(c.shape[1] for c in crops) or 1
     total_frames = sum(lp.shape[0] for lp in logprobs) or 1
-    it = iter(zip(logprobs, decoded_flat, strict=True))
+    it = iter(zip(logprobs, decoded_flat, read_widths, strict=True))
     created = datetime.now(UTC).isoformat(timespec="seconds")
 
     for prep in prepared:
         decoded: list[Any | None] = []
+        widths: list[int | None] = []
         px = frames = 0
         for crop in prep.crops:
             if crop is None:
                 decoded.append(None)
+                widths.append(None)
                 continue
-            lp, dec = next(it)
+            lp, dec, width = next(it)
             decoded.append(dec)
+            widths.append(width)
             px += crop.shape[1]
             frames += lp.shape[0]
         # Batched stages are shared out by each page's share of crop width / frames.
         prep.timings["recognize"] = (t1 - t0) * px / total_px
         prep.timings["decode"] = (t2 - t1) * frames / total_frames
-        record = build_record(prep, decoded, engine, created)
+        record = build_record(prep, decoded, engine, created, widths)
         t_w = time.perf_counter()
         try:
             outputs = write_record(job.dst, record, job.formats)
@@ -558,9 +570,13 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
     )
 
 
-def _recognize_sliced(engine: Engine, crops: list[np.ndarray]) -> list[np.ndarray] | None:
-    """Return the crops' CTC log-probabilities in input order, or None if a stop came between slices."""
+def _recognize_sliced(engine: Engine, crops: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]] | None:
+    """Return the crops' CTC log-probabilities and read widths in input order, or None if a stop came between slices.
+
+    A crop's read width is its own unless the recognizer read it again wider or narrower (``reread``).
+    """
     out: list[np.ndarray | None] = [None] * len(crops)
+    widths = [c.shape[1] for c in crops]
     order = sorted(range(len(crops)), key=lambda i: -crops[i].shape[1])
     for start in range(0, len(order), RECOGNIZE_SLICE):
         if stop_requested():
@@ -569,9 +585,11 @@ def _recognize_sliced(engine: Engine, crops: list[np.ndarray]) -> list[np.ndarra
         # One forward at a time per process: concurrent chunks would oversubscribe the CPU
         # cores (torch already uses them all) or the GPU memory; the other chunk meanwhile segments.
         with engine.lock:
-            for i, lp in zip(idx, engine.recognizer.logprobs([crops[i] for i in idx]), strict=True):
-                out[i] = lp
-    return out  # type: ignore[return-value]
+            lps, read_widths = engine.recognizer.read([crops[i] for i in idx])
+        for i, lp, w in zip(idx, lps, read_widths, strict=True):
+            out[i] = lp
+            widths[i] = w
+    return out, widths  # type: ignore[return-value]
 
 
 def _decode_sliced(engine: Engine, logprobs: list[np.ndarray]) -> list[Any] | None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -19,6 +20,15 @@ from ocr.charset import Charset
 from ocr.model import CRNN
 
 log = logging.getLogger(__name__)
+
+#: Widths, relative to a crop's own, at which ``Recognizer(reread_scales=...)`` reads an uncertain line again.
+#: Hands differ in how wide they write: on the validation lines some read best squeezed to 0.85, others
+#: stretched to 1.15 (bench/results/recognizer.md), and no label-free estimate of the right width per page
+#: picked it reliably; reading all three and keeping the text they agree on best gains more.
+REREAD_SCALES = (0.85, 1.15)
+#: Lines whose greedy confidence (:func:`greedy_decode`) is under this are read again: about half of the
+#: validation lines, and nearly all of what rereading every line gains.
+REREAD_BELOW = 0.9
 
 
 @dataclass
@@ -69,6 +79,51 @@ def greedy_decode(logprobs: np.ndarray, charset: Charset) -> Recognition:
 
 
 @functools.cache
+def scaled_width(width: int, scale: float) -> int:
+    """Return the width of a crop ``width`` pixels wide stretched by ``scale`` (at least 8 pixels)."""
+    return width if scale == 1.0 else max(8, round(width * scale))
+
+
+def stretch_width(crop: np.ndarray, scale: float) -> np.ndarray:
+    """Return ``crop`` resized to ``scale`` times its width (height kept; at least 8 pixels wide)."""
+    if scale == 1.0:
+        return crop
+    width = scaled_width(crop.shape[1], scale)
+    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    return cv2.resize(crop, (width, crop.shape[0]), interpolation=interpolation)
+
+
+def ctc_scores(logprobs: Sequence[np.ndarray], targets: Sequence[Sequence[int]], batch: int = 256) -> np.ndarray:
+    """Return ``ln P(target | logprobs)`` under CTC for each pair: torch's batched forward algorithm.
+
+    ``-inf`` where the target cannot be aligned to the frames (too long for them).
+    """
+    out = np.empty(len(logprobs), np.float64)
+    order = sorted(range(len(logprobs)), key=lambda i: logprobs[i].shape[0])
+    with torch.inference_mode():
+        for start in range(0, len(order), batch):
+            idx = order[start : start + batch]
+            frames = max(logprobs[i].shape[0] for i in idx)
+            x = torch.zeros((frames, len(idx), logprobs[idx[0]].shape[1]))
+            for j, i in enumerate(idx):
+                x[: logprobs[i].shape[0], j] = torch.from_numpy(logprobs[i])
+            longest = max(1, max(len(targets[i]) for i in idx))
+            y = torch.zeros((len(idx), longest), dtype=torch.long)
+            for j, i in enumerate(idx):
+                y[j, : len(targets[i])] = torch.tensor(list(targets[i]), dtype=torch.long)
+            loss = torch.nn.functional.ctc_loss(
+                x,
+                y,
+                torch.tensor([logprobs[i].shape[0] for i in idx]),
+                torch.tensor([len(targets[i]) for i in idx]),
+                blank=0,
+                reduction="none",
+                zero_infinity=False,
+            )
+            out[idx] = -loss.double().numpy()
+    return out
+
+
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
     """Return whether the CPU computes in bfloat16 natively (AMX or AVX-512 BF16), or None when unknown."""
     try:
@@ -200,10 +255,15 @@ class Recognizer:
         cpu_bf16: bool = False,
         backend: str = "auto",
         int8: bool = False,
+        reread_scales: Sequence[float] = (),
+        reread_below: float = REREAD_BELOW,
     ) -> None:
         """Wrap ``model``; ``backend`` is ``torch``, ``onnx`` (CPU only) or ``auto`` (ONNX Runtime on CPU).
 
-        ``int8`` quantizes the BiLSTM and output layer's weights where the backend is ``onnx``.
+        ``int8`` quantizes the BiLSTM and output layer's weights where the backend is ``onnx``. With
+        ``reread_scales`` (like :data:`REREAD_SCALES`), a line read with a confidence under ``reread_below`` is
+        read again at those multiples of its width, and keeps the reading that all of them together find most
+        likely (:meth:`read`).
         """
         if backend not in ("auto", "torch", "onnx"):
             raise ValueError(f"backend must be auto, torch or onnx, not {backend!r}")
@@ -227,6 +287,10 @@ class Recognizer:
         self.device = device
         self.max_batch_pixels = max_batch_pixels
         self.height = model.config.height
+        if any(not 0.25 <= f <= 4.0 for f in reread_scales):
+            raise ValueError(f"reread scales must be between 0.25 and 4 times a line's width, got {reread_scales}")
+        self.reread_scales = tuple(float(f) for f in reread_scales if f != 1.0)
+        self.reread_below = reread_below
 
     @classmethod
     def load(
@@ -237,6 +301,8 @@ class Recognizer:
         max_batch_pixels: int = 48 * 48 * 1200,
         backend: str = "auto",
         int8: bool = True,
+        reread_scales: Sequence[float] = (),
+        reread_below: float = REREAD_BELOW,
     ) -> Recognizer:
         """Return a recognizer from a model file (the shipped one by default), on CUDA when present.
 
@@ -255,6 +321,8 @@ class Recognizer:
             cpu_bf16=cpu_bf16,
             backend=backend,
             int8=int8,
+            reread_scales=reread_scales,
+            reread_below=reread_below,
         )
 
     def weights_changed(self) -> None:
@@ -323,7 +391,52 @@ class Recognizer:
         return out
 
     def logprobs(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Return per-crop (frames, classes) CTC log-probabilities, in input order."""
+        """Return per-crop (frames, classes) CTC log-probabilities, in input order (see :meth:`read`)."""
+        return self.read(crops)[0]
+
+    def read(self, crops: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+        """Return per-crop CTC log-probabilities and the width in pixels each was read at, in input order.
+
+        Without reread scales every crop is read once at its own width. With them, each line whose greedy
+        reading is unsure is read again at every scale; the greedy texts of all the readings are the
+        candidates, each scored by the sum over the readings of its CTC log-likelihood (an ensemble over
+        widths: their frames do not line up, so the texts are compared, not the frames), and the line keeps
+        the log-probabilities of a reading whose greedy text won. Frame f of a line covers columns
+        ``[f * stride, (f + 1) * stride)`` of the crop stretched to the returned width.
+        """
+        result = self._logprobs(crops)
+        widths = [c.shape[1] for c in crops]
+        if not self.reread_scales or not crops:
+            return result, widths
+        unsure = [i for i, lp in enumerate(result) if greedy_decode(lp, self.charset).confidence < self.reread_below]
+        if not unsure:
+            return result, widths
+        readings = [[result[i] for i in unsure]]
+        readings += [self._logprobs([stretch_width(crops[i], f) for i in unsure]) for f in self.reread_scales]
+        scales = (1.0, *self.reread_scales)
+        pairs: list[tuple[int, str, int]] = []  # (line among the unsure, candidate text, reading it came from)
+        for j in range(len(unsure)):
+            seen: dict[str, int] = {}
+            for r, lps in enumerate(readings):
+                seen.setdefault(greedy_decode(lps[j], self.charset).text, r)
+            if len(seen) > 1:
+                pairs += [(j, text, r) for text, r in seen.items()]
+        if not pairs:
+            return result, widths
+        targets = [self.charset.encode(text) for _, text, _ in pairs]
+        total = sum(ctc_scores([lps[j] for j, _, _ in pairs], targets) for lps in readings)
+        best: dict[int, tuple[float, int]] = {}
+        for (j, _, r), score in zip(pairs, total, strict=True):
+            if j not in best or score > best[j][0]:
+                best[j] = (float(score), r)
+        for j, (_, r) in best.items():
+            i = unsure[j]
+            result[i] = readings[r][j]
+            widths[i] = scaled_width(widths[i], scales[r])
+        return result, widths
+
+    def _logprobs(self, crops: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Return per-crop (frames, classes) CTC log-probabilities of one reading, in input order."""
         result: list[np.ndarray | None] = [None] * len(crops)
         for c in crops:
             if c.ndim != 2 or c.shape[0] != self.height:

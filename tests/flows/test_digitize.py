@@ -306,3 +306,31 @@ def test_failed_pages_are_found_from_the_runs_logs_task_states_and_final_message
     assert set(rows) == {"a.jpg", "notes.png", "z-broken.jpg"}
     assert rows["z-broken.jpg"]["reason"] == "image: TruncatedImage" and rows["a.jpg"]["reason"] == ""
     assert "first page started to the last page finished" in artifacts_of(run_id)["digitize-summary"].data
+
+
+def test_reread_lines_keep_their_word_boxes_on_the_page(
+    tmp_path: Path, page_bytes: dict[str, bytes], write_pages
+) -> None:
+    # The shipped model reads some lines of a real band unsure: --reread reads them again squeezed and
+    # stretched. A word's frames then count columns of the stretched crop, and its box must still land where
+    # the word is on the page: where the plain reading puts the same word.
+    name = sorted(page_bytes)[0]
+    src = write_pages(tmp_path / "src", {name: page_bytes[name]})
+    model = Path(__file__).resolve().parents[2] / "models" / "registre-crnn.pt"
+    runs = {}
+    for reread in (False, True):
+        out = tmp_path / f"out-{reread}"
+        summary = run_digitize(str(src), str(out), settings_for(model, reread=reread))
+        assert summary.ok and summary.decoder == ("greedy+reread" if reread else "greedy")
+        runs[reread] = record_from_json((out / f"{name.rsplit('.', 1)[0]}.json").read_bytes())
+    plain, reread = runs[False], runs[True]
+    assert plain.decoder == "greedy" and reread.decoder == "greedy+reread"
+    changed = 0
+    for a, b in zip(plain.lines, reread.lines, strict=True):
+        if a.text == b.text or not a.words or not b.words or a.words[-1].text != b.words[-1].text:
+            continue
+        changed += 1
+        width = a.bbox[2] - a.bbox[0]
+        # Read 15 % wider or narrower, an unmapped box would move by 15 % of its distance from the line start.
+        assert abs(a.words[-1].box[2] - b.words[-1].box[2]) <= 0.05 * width, (a.text, b.text)
+    assert changed >= 1

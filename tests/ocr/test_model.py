@@ -4,7 +4,7 @@ import torch
 
 from ocr.charset import Charset
 from ocr.checkpoint import ModelFileError, average_models, load_model, save_model
-from ocr.inference import Recognizer, cpu_has_bf16, greedy_decode
+from ocr.inference import REREAD_SCALES, Recognizer, cpu_has_bf16, ctc_scores, greedy_decode, scaled_width
 from ocr.model import CRNN, CRNNConfig
 
 
@@ -237,6 +237,57 @@ def test_int8_recognition_reads_real_lines_as_float32_does(example_pages):
         fp32_rates.add(line.text, x.text)
         int8_rates.add(line.text, y.text)
     assert int8_rates.cer <= fp32_rates.cer + 0.01
+
+
+def test_batched_ctc_scores_match_the_forward_algorithm_written_out():
+    from lm.decoder import ctc_logp
+
+    rng = np.random.default_rng(3)
+    lps, targets = [], []
+    for frames, length in ((1, 0), (7, 3), (40, 12), (25, 25), (9, 2), (60, 0)):
+        x = rng.normal(size=(frames, 6)).astype(np.float32)
+        lps.append(x - np.log(np.exp(x).sum(1, keepdims=True)))
+        targets.append([int(k) for k in rng.integers(1, 6, length)])
+    targets[2][3] = targets[2][4]  # a repeated label needs a blank between its two frames
+    got = ctc_scores(lps, targets, batch=4)
+    want = [ctc_logp(lp, t) for lp, t in zip(lps, targets, strict=True)]
+    # 25 labels with repeats do not fit 25 frames: both say impossible.
+    assert np.isneginf(want[3]) == np.isneginf(got[3])
+    finite = [i for i in range(len(lps)) if np.isfinite(want[i])]
+    np.testing.assert_allclose(got[finite], np.array(want)[finite], rtol=1e-4, atol=1e-3)
+
+
+def test_rereading_keeps_sure_lines_and_returns_the_width_each_line_was_read_at(example_pages):
+    from ocr.groundtruth import read_alto
+    from ocr.metrics import ErrorRates
+    from segmentation.crop import crop_line
+    from segmentation.loading import load_page_file
+
+    page = example_pages[0]
+    image = load_page_file(page).pixels
+    lines = read_alto(page.with_suffix(".xml")).lines[:30]
+    crops = [crop_line(image, line.polygon, line.baseline) for line in lines]
+    once = Recognizer.load(None, "cpu")
+    lps, widths = once.read(crops)
+    assert widths == [c.shape[1] for c in crops]
+    # Nothing is unsure under a confidence of 0: the same reading as without scales.
+    never = Recognizer.load(None, "cpu", reread_scales=REREAD_SCALES, reread_below=0.0)
+    for a, b in zip(lps, never.read(crops)[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    always = Recognizer.load(None, "cpu", reread_scales=REREAD_SCALES, reread_below=1.01)
+    again, again_widths = always.read(crops)
+    allowed = [{scaled_width(c.shape[1], f) for f in (1.0, *REREAD_SCALES)} for c in crops]
+    assert all(w in ok for w, ok in zip(again_widths, allowed, strict=True))
+    assert any(w != c.shape[1] for w, c in zip(again_widths, crops, strict=True))
+    # Each line's frames are those of the width it was read at.
+    assert all(lp.shape[0] == w // 2 for lp, w in zip(again, again_widths, strict=True))
+    plain, reread = ErrorRates(), ErrorRates()
+    for line, a, b in zip(lines, lps, again, strict=True):
+        plain.add(line.text, greedy_decode(a, once.charset).text)
+        reread.add(line.text, greedy_decode(b, once.charset).text)
+    assert reread.cer <= plain.cer + 0.005
+    with pytest.raises(ValueError, match="between 0.25 and 4"):
+        Recognizer.load(None, "cpu", reread_scales=(0.0,))
 
 
 def test_the_shortcut_head_is_computed_only_in_training_and_when_weighted():
