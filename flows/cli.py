@@ -48,7 +48,7 @@ RereadOpt = Annotated[
     typer.Option(
         "--reread",
         help="Read unsure lines again squeezed and stretched and keep the likeliest text: "
-        "~0.6 points lower CER, ~2.5x the recognition time.",
+        "~0.6 points lower CER, ~2.4x the recognition time.",
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress to stderr.")]

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     reread: bool = Field(
         False,
         description="read unsure lines again squeezed and stretched, keep the likeliest text: "
-        "~0.6 points lower CER, ~2.5x the recognition time",
+        "~0.6 points lower CER, ~2.4x the recognition time",
     )
 
     # Digitization flow (issue 6).
