@@ -8,6 +8,17 @@ from ocr.inference import REREAD_SCALES, Recognizer, cpu_has_bf16, ctc_scores, g
 from ocr.model import CRNN, CRNNConfig
 
 
+def example_crops(page, n: int) -> tuple[list, list[np.ndarray]]:
+    """Return the first ``n`` ground-truth lines of an example page and their crops."""
+    from ocr.groundtruth import read_alto
+    from segmentation.crop import crop_line
+    from segmentation.loading import load_page_file
+
+    image = load_page_file(page).pixels
+    lines = read_alto(page.with_suffix(".xml")).lines[:n]
+    return lines, [crop_line(image, line.polygon, line.baseline) for line in lines]
+
+
 @pytest.fixture()
 def small_model():
     torch.manual_seed(0)
@@ -98,14 +109,7 @@ def test_folding_batchnorm_keeps_the_outputs(small_model):
 
 
 def test_bf16_recognition_on_cpu_reads_a_real_line_as_float32_does(example_pages):
-    from ocr.groundtruth import read_alto
-    from segmentation.crop import crop_line
-    from segmentation.loading import load_page_file
-
-    page = example_pages[0]
-    image = load_page_file(page).pixels
-    lines = read_alto(page.with_suffix(".xml")).lines[:12]
-    crops = [crop_line(image, line.polygon, line.baseline) for line in lines]
+    lines, crops = example_crops(example_pages[0], 12)
     fp32 = Recognizer.load(None, "cpu")
     bf16 = Recognizer.load(None, "cpu", cpu_bf16=True)
     a, b = fp32.recognize(crops), bf16.recognize(crops)
@@ -217,15 +221,9 @@ def test_a_widened_cnn_computes_what_the_narrow_one_did(small_model):
 
 
 def test_int8_recognition_reads_real_lines_as_float32_does(example_pages):
-    from ocr.groundtruth import read_alto
     from ocr.metrics import ErrorRates
-    from segmentation.crop import crop_line
-    from segmentation.loading import load_page_file
 
-    page = example_pages[0]
-    image = load_page_file(page).pixels
-    lines = read_alto(page.with_suffix(".xml")).lines[:24]
-    crops = [crop_line(image, line.polygon, line.baseline) for line in lines]
+    lines, crops = example_crops(example_pages[0], 24)
     fp32 = Recognizer.load(None, "cpu", int8=False)
     int8 = Recognizer.load(None, "cpu")
     assert int8.int8 and int8.backend == "onnx" and not fp32.int8
@@ -258,15 +256,9 @@ def test_batched_ctc_scores_match_the_forward_algorithm_written_out():
 
 
 def test_rereading_keeps_sure_lines_and_returns_the_width_each_line_was_read_at(example_pages):
-    from ocr.groundtruth import read_alto
     from ocr.metrics import ErrorRates
-    from segmentation.crop import crop_line
-    from segmentation.loading import load_page_file
 
-    page = example_pages[0]
-    image = load_page_file(page).pixels
-    lines = read_alto(page.with_suffix(".xml")).lines[:30]
-    crops = [crop_line(image, line.polygon, line.baseline) for line in lines]
+    lines, crops = example_crops(example_pages[0], 30)
     once = Recognizer.load(None, "cpu")
     lps, widths = once.read(crops)
     assert widths == [c.shape[1] for c in crops]
