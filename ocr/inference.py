@@ -78,7 +78,6 @@ def greedy_decode(logprobs: np.ndarray, charset: Charset) -> Recognition:
     return Recognition("".join(chars), conf, confs, frames, logprobs)
 
 
-@functools.cache
 def scaled_width(width: int, scale: float) -> int:
     """Return the width of a crop ``width`` pixels wide stretched by ``scale`` (at least 8 pixels)."""
     return width if scale == 1.0 else max(8, round(width * scale))
@@ -124,6 +123,7 @@ def ctc_scores(logprobs: Sequence[np.ndarray], targets: Sequence[Sequence[int]],
     return out
 
 
+@functools.cache
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
     """Return whether the CPU computes in bfloat16 natively (AMX or AVX-512 BF16), or None when unknown."""
     try:
@@ -408,16 +408,17 @@ class Recognizer:
         widths = [c.shape[1] for c in crops]
         if not self.reread_scales or not crops:
             return result, widths
-        unsure = [i for i, lp in enumerate(result) if greedy_decode(lp, self.charset).confidence < self.reread_below]
+        first = [greedy_decode(lp, self.charset) for lp in result]
+        unsure = [i for i, rec in enumerate(first) if rec.confidence < self.reread_below]
         if not unsure:
             return result, widths
         readings = [[result[i] for i in unsure]]
         readings += [self._logprobs([stretch_width(crops[i], f) for i in unsure]) for f in self.reread_scales]
         scales = (1.0, *self.reread_scales)
         pairs: list[tuple[int, str, int]] = []  # (line among the unsure, candidate text, reading it came from)
-        for j in range(len(unsure)):
-            seen: dict[str, int] = {}
-            for r, lps in enumerate(readings):
+        for j, i in enumerate(unsure):
+            seen = {first[i].text: 0}
+            for r, lps in enumerate(readings[1:], start=1):
                 seen.setdefault(greedy_decode(lps[j], self.charset).text, r)
             if len(seen) > 1:
                 pairs += [(j, text, r) for text, r in seen.items()]
