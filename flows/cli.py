@@ -259,6 +259,13 @@ def train(
             help="Weight of an auxiliary CTC head on the CNN's features (Retsinas et al. 2022: 0.1); 0: none.",
         ),
     ] = 0.0,
+    augmentation: Annotated[
+        str,
+        typer.Option(
+            help="How the real lines are distorted: standard, or writer (wider letter-width range, wavy "
+            "baselines, more elastic and stroke changes)."
+        ),
+    ] = "standard",
     device: DeviceOpt = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     bf16: Annotated[
@@ -312,6 +319,7 @@ def train(
         lstm_hidden=lstm_hidden,
         lstm_layers=lstm_layers,
         shortcut_weight=shortcut_weight,
+        augmentation=augmentation,
         device=device or "auto",
         threads=threads,
         bf16=bf16,
@@ -319,6 +327,10 @@ def train(
     )
     if data_dir:
         cfg.data_dir = data_dir
+    from ocr.augment import AUGMENTATIONS
+
+    if augmentation not in AUGMENTATIONS:
+        _fail(f"--augmentation: one of {', '.join(AUGMENTATIONS)} (got {augmentation!r})")
     _require_lines(cfg.data_dir, cfg.cache)
     if cfg.segmented_share > 0:
         _require_lines(cfg.data_dir, cfg.segmented_cache)

@@ -7,6 +7,8 @@ paper) and return the same.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -34,14 +36,53 @@ def elastic(img: np.ndarray, rng: np.random.Generator, alpha: float, sigma: floa
     return cv2.remap(img, xs + dx, ys + dy, cv2.INTER_LINEAR, borderValue=_paper(img))
 
 
-def augment_line(img: np.ndarray, rng: np.random.Generator, height: int = LINE_HEIGHT) -> np.ndarray:
+def baseline_wave(img: np.ndarray, rng: np.random.Generator, amplitude: float) -> np.ndarray:
+    """Return ``img`` with its rows bent along a smooth random curve: a baseline that rises and falls."""
+    h, w = img.shape
+    knots = rng.uniform(-amplitude, amplitude, max(2, w // 60 + 2)).astype(np.float32)
+    dy = cv2.resize(knots[None, :], (w, 1), interpolation=cv2.INTER_CUBIC)
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img, xs, ys + dy, cv2.INTER_LINEAR, borderValue=_paper(img))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How far :func:`augment_line` distorts a line: probabilities and ranges of each transform."""
+
+    #: Width scale range after the height is fixed; ``log_width`` draws it uniformly in log space, so
+    #: squeezing by a factor is as likely as stretching by it.
+    width: tuple[float, float] = (0.8, 1.2)
+    log_width: bool = False
+    elastic_p: float = 0.3
+    elastic_alpha: tuple[float, float] = (1.0, 2.5)
+    stroke_p: float = 0.3
+    #: Probability and amplitude (pixels at the crop's own scale) of a wavy baseline; 0 skips the draw.
+    baseline_p: float = 0.0
+    baseline_amplitude: float = 3.0
+
+
+#: ``standard``: what every shipped model so far trained with. ``writer``: wider in the ways hands differ
+#: (letter width, wavy baselines, stroke weight, elastic shape), for hands the model never saw.
+AUGMENTATIONS = {
+    "standard": Augmentation(),
+    "writer": Augmentation(
+        width=(0.65, 1.5), log_width=True, elastic_p=0.5, elastic_alpha=(1.0, 3.5), stroke_p=0.4, baseline_p=0.4
+    ),
+}
+
+
+def augment_line(
+    img: np.ndarray, rng: np.random.Generator, height: int = LINE_HEIGHT, aug: Augmentation = AUGMENTATIONS["standard"]
+) -> np.ndarray:
     """Return a randomly distorted copy of a line crop, resized back to ``height`` pixels."""
     out = img
     if rng.random() < 0.6:
         out = slant(out, float(rng.uniform(-0.35, 0.35)))
-    if rng.random() < 0.3:
-        out = elastic(out, rng, alpha=float(rng.uniform(1.0, 2.5)), sigma=float(rng.uniform(3, 6)))
-    if rng.random() < 0.3:
+    if rng.random() < aug.elastic_p:
+        out = elastic(out, rng, alpha=float(rng.uniform(*aug.elastic_alpha)), sigma=float(rng.uniform(3, 6)))
+    if aug.baseline_p and rng.random() < aug.baseline_p:
+        out = baseline_wave(out, rng, aug.baseline_amplitude * out.shape[0] / LINE_HEIGHT)
+    if rng.random() < aug.stroke_p:
         k = np.ones((2, 2), np.uint8)
         out = cv2.erode(out, k) if rng.random() < 0.5 else cv2.dilate(out, k)
     # Vertical margin: clerks' lines sit differently in their polygons.
@@ -50,7 +91,8 @@ def augment_line(img: np.ndarray, rng: np.random.Generator, height: int = LINE_H
         out = cv2.copyMakeBorder(out, top, bottom, 0, 0, cv2.BORDER_CONSTANT, value=_paper(out))
     out = resize_to_height(out, height)
     w = out.shape[1]
-    scale = float(rng.uniform(0.8, 1.2))
+    lo, hi = aug.width
+    scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if aug.log_width else float(rng.uniform(lo, hi))
     out = cv2.resize(out, (max(8, round(w * scale)), height), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.15:
         # A ruled line crossing or touching the text, as in register tables.

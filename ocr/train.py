@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ocr.augment import augment_line
+from ocr.augment import AUGMENTATIONS, Augmentation, augment_line
 from ocr.charset import FOREIGN_LETTERS, FRENCH_BASE, Charset
 from ocr.checkpoint import DEFAULT_MODEL, atomic_torch_save, average_models, save_model
 from ocr.corpus import DEFAULT_DATA, SYNTHETIC, LineSample, load_line_cache, load_segmented_cache
@@ -75,6 +75,8 @@ class TrainConfig:
     #: Worker processes that augment and batch lines while the model trains (0: in the training process).
     workers: int = 0
     augment: bool = True
+    #: Which :data:`ocr.augment.AUGMENTATIONS` profile distorts the real lines: ``standard`` or ``writer``.
+    augmentation: str = "standard"
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -154,12 +156,27 @@ class EpochBatches(torch.utils.data.Dataset):
 
     Each batch draws its augmentation from its own generator, seeded by (seed,
     epoch, batch), so a run reads the same lines whatever the number of workers.
+    With ``stride``, a line that augmentation squeezed below the width its
+    labels need is read unaugmented instead (a wide ``augmentation.width`` can).
     """
 
     def __init__(
-        self, items: Sequence[tuple[np.ndarray, list[int], bool]], batches: list[list[int]], seed: int, epoch: int
+        self,
+        items: Sequence[tuple[np.ndarray, list[int], bool]],
+        batches: list[list[int]],
+        seed: int,
+        epoch: int,
+        augmentation: Augmentation = AUGMENTATIONS["standard"],
+        stride: int | None = None,
     ) -> None:
         self.items, self.batches, self.seed, self.epoch = items, batches, seed, epoch
+        self.augmentation, self.stride = augmentation, stride
+
+    def _augmented(self, img: np.ndarray, labels: list[int], rng: np.random.Generator) -> np.ndarray:
+        out = augment_line(img, rng, aug=self.augmentation)
+        if self.stride and not fits_ctc(len(labels), _repeats(labels), out.shape[1], self.stride):
+            return img
+        return out
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -167,7 +184,7 @@ class EpochBatches(torch.utils.data.Dataset):
     def __getitem__(self, b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng((self.seed, self.epoch, b))
         picked = [self.items[i] for i in self.batches[b]]
-        x, widths = to_tensor_batch([augment_line(img, rng) if aug else img for img, _, aug in picked])
+        x, widths = to_tensor_batch([self._augmented(img, lab, rng) if aug else img for img, lab, aug in picked])
         targets = torch.tensor([k for _, lab, _ in picked for k in lab], dtype=torch.long)
         target_lengths = torch.tensor([len(lab) for _, lab, _ in picked], dtype=torch.long)
         return x, widths, targets, target_lengths
@@ -285,6 +302,8 @@ def train(
     cfg: TrainConfig, synthetic: Callable[[np.random.Generator, int], list[tuple[np.ndarray, str]]] | None = None
 ) -> TrainState:
     """Train (or resume) a recognizer as configured; return the final state."""
+    if cfg.augmentation not in AUGMENTATIONS:
+        raise ValueError(f"augmentation {cfg.augmentation!r}: one of {', '.join(AUGMENTATIONS)}")
     device = resolve_device(cfg.device)
     warn_if_slow_bf16(device, cfg.bf16, "registre train")
     if cfg.threads:
@@ -439,7 +458,7 @@ def train(
             # own cv2.setNumThreads (seen in pthread_cond_destroy), and the augmentation runs in the workers.
             cv2.setNumThreads(1)
         loader = torch.utils.data.DataLoader(
-            EpochBatches(items, batches, cfg.seed, state.epoch),
+            EpochBatches(items, batches, cfg.seed, state.epoch, AUGMENTATIONS[cfg.augmentation], stride),
             batch_size=None,
             num_workers=cfg.workers,
             worker_init_fn=_worker_init if cfg.workers else None,

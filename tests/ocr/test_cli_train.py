@@ -34,6 +34,14 @@ def test_train_refuses_channels_that_are_not_four_positive_numbers(tmp_path):
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_train_refuses_an_unknown_augmentation_profile(tmp_path):
+    out = run("train", "--augmentation", "heavy", "--run-dir", str(tmp_path / "run"), "--cache", str(tmp_path / "x"))
+    assert out.returncode != 0
+    assert "--augmentation" in out.stderr and "standard, writer" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_pack_lines_keeps_the_asked_splits(tmp_path):
     words = ["ab", "abc", "cab", "ba"]
     samples = [toy_line(w, "train", i) for i, w in enumerate(words * 3)]
