@@ -5,7 +5,7 @@
 Validation lines are the cached crops of ``ocr.corpus`` whose split is not
 ``train`` (``--lines N``: a fixed random sample of N of them). The
 recognizer's log-probabilities are computed once per model file and cached
-in ``.cache/lm-val-<model digest>.npz`` (only the latest is kept), so a rerun
+in ``.cache/lm-val-<model digest>-b<blank penalty>.npz`` (only the latest is kept), so a rerun
 after the model improved recomputes them and a rerun with the same
 model goes straight to the search. Stage 1 tries LM weight ``alpha`` x word
 bonus ``beta``; stage 2 the OOV and name offsets around the best of stage 1;
@@ -99,7 +99,10 @@ def validation_set(model: Path = DEFAULT_MODEL, cache_dir: Path = REPO / ".cache
         copy = Path(tmp) / "model.pt"
         shutil.copyfile(model, copy)
         digest = hashlib.sha256(copy.read_bytes()).hexdigest()[:12]
-        cache = cache_dir / f"lm-val-{digest}.npz"
+        from ocr.inference import BLANK_PENALTY
+
+        # The recognizer's log-probabilities come with its blank penalty: a new penalty is a new cache.
+        cache = cache_dir / f"lm-val-{digest}-b{BLANK_PENALTY:g}.npz"
         if cache.exists():
             data = np.load(cache, allow_pickle=False)
             meta = json.loads(str(data["meta"]))

@@ -4,7 +4,15 @@ import torch
 
 from ocr.charset import Charset
 from ocr.checkpoint import ModelFileError, average_models, load_model, save_model
-from ocr.inference import REREAD_SCALES, Recognizer, cpu_has_bf16, ctc_scores, greedy_decode, scaled_width
+from ocr.inference import (
+    BLANK_PENALTY,
+    REREAD_SCALES,
+    Recognizer,
+    cpu_has_bf16,
+    ctc_scores,
+    greedy_decode,
+    scaled_width,
+)
 from ocr.model import CRNN, CRNNConfig
 
 
@@ -296,3 +304,22 @@ def test_the_shortcut_head_is_computed_only_in_training_and_when_weighted():
     assert model.forward_train(x)[1] is None
     # Inference reads the BiLSTM head only.
     assert torch.equal(model(x), model.forward_train(x)[0])
+
+
+def test_blank_penalty_lowers_only_the_blank_and_lets_a_close_character_through(small_model):
+    model, cs = small_model
+    model.eval()
+    crops = [np.random.default_rng(3).integers(0, 256, (48, w), dtype=np.uint8) for w in (90, 200)]
+    for backend in ("torch", "onnx"):
+        raw = Recognizer(model, cs, backend=backend, blank_penalty=0).logprobs(crops)
+        shipped = Recognizer(model, cs, backend=backend).logprobs(crops)
+        for a, b in zip(raw, shipped, strict=True):
+            np.testing.assert_allclose(a[:, 0] - b[:, 0], BLANK_PENALTY, atol=1e-5)
+            np.testing.assert_allclose(a[:, 1:], b[:, 1:], atol=1e-5)
+    # A frame where the blank beats a character by less than the penalty emits the character.
+    frames = np.log(np.full((3, len(cs.labels)), 1e-4, np.float32))
+    frames[:, 0] = np.log(0.55)
+    frames[1, 1] = np.log(0.40)
+    assert greedy_decode(frames, cs).text == ""
+    frames[:, 0] -= BLANK_PENALTY
+    assert greedy_decode(frames, cs).text == cs.labels[1]
