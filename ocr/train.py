@@ -133,7 +133,9 @@ def _repeats(ids: Sequence[int]) -> int:
 def label_fits(ids: Sequence[int], width: int, stride: int, augmented: bool) -> bool:
     """Return True when a line ``width`` pixels wide has CTC frames for ``ids``.
 
-    Augmentation may shrink a line to 0.8 of its width, so an augmented line must fit at that scale.
+    Augmentation may shrink a line to 0.8 of its width, so an augmented line must fit at that scale to train;
+    a line an augmentation squeezes further (the ``writer`` profile's 0.65) is read unaugmented by
+    :class:`EpochBatches`.
     """
     return fits_ctc(len(ids), _repeats(ids), int(width * 0.8) if augmented else width, stride)
 
