@@ -59,6 +59,9 @@ class Augmentation:
     #: Probability and amplitude (pixels at the crop's own scale) of a wavy baseline; 0 skips the draw.
     baseline_p: float = 0.0
     baseline_amplitude: float = 3.0
+    #: Probability and largest horizontal shear of a slant change (x moves by up to ``slant`` x height).
+    slant_p: float = 0.6
+    slant: float = 0.35
 
 
 #: ``standard``: what every shipped model so far trained with. ``writer``: wider in the ways hands differ
@@ -68,6 +71,17 @@ AUGMENTATIONS = {
     "writer": Augmentation(
         width=(0.65, 1.5), log_width=True, elastic_p=0.5, elastic_alpha=(1.0, 3.5), stroke_p=0.4, baseline_p=0.4
     ),
+    "writer-strong": Augmentation(
+        width=(0.55, 1.8),
+        log_width=True,
+        elastic_p=0.6,
+        elastic_alpha=(1.0, 4.5),
+        stroke_p=0.5,
+        baseline_p=0.5,
+        baseline_amplitude=4.0,
+        slant_p=0.7,
+        slant=0.5,
+    ),
 }
 
 
@@ -76,8 +90,8 @@ def augment_line(
 ) -> np.ndarray:
     """Return a randomly distorted copy of a line crop, resized back to ``height`` pixels."""
     out = img
-    if rng.random() < 0.6:
-        out = slant(out, float(rng.uniform(-0.35, 0.35)))
+    if rng.random() < aug.slant_p:
+        out = slant(out, float(rng.uniform(-aug.slant, aug.slant)))
     if rng.random() < aug.elastic_p:
         out = elastic(out, rng, alpha=float(rng.uniform(*aug.elastic_alpha)), sigma=float(rng.uniform(3, 6)))
     if aug.baseline_p and rng.random() < aug.baseline_p:

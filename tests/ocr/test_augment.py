@@ -60,3 +60,12 @@ def test_squeezed_lines_that_lose_room_for_their_labels_are_read_unaugmented():
     # Without the stride the same profile does squeeze them below what CTC needs.
     bare = EpochBatches(items, batches, seed=0, epoch=0, augmentation=squeeze)
     assert any(not fits_ctc(len(labels), 0, int(v), 4) for b in range(len(bare)) for v in bare[b][1])
+
+
+def test_slant_range_is_the_profiles_own():
+    # Shear widens a line by |shear| x its height: none without slant, up to 0.5 x 48 px with it.
+    fixed = dict(width=(1.0, 1.0), elastic_p=0, stroke_p=0)
+    straight = widths(Augmentation(slant_p=0, **fixed), n=100)
+    slanted = widths(Augmentation(slant_p=1, slant=0.5, **fixed), n=100)
+    assert straight.max() <= 300
+    assert slanted.max() > 300 + 0.35 * LINE_HEIGHT
