@@ -262,10 +262,17 @@ def train(
     augmentation: Annotated[
         str,
         typer.Option(
-            help="How the real lines are distorted: standard, or writer (wider letter-width range, wavy "
-            "baselines, more elastic and stroke changes)."
+            help="How the real lines are distorted: standard, writer (wider letter-width range, wavy "
+            "baselines, more elastic and stroke changes) or writer-strong (all of these further, and more slant)."
         ),
     ] = "standard",
+    seed: Annotated[
+        int,
+        typer.Option(
+            help="Seeds the line order, the augmentation and a new model's weights: arms of one recipe "
+            "with other seeds can be averaged (`registre average-models`)."
+        ),
+    ] = 0,
     device: DeviceOpt = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: torch's default).")] = 0,
     bf16: Annotated[
@@ -324,6 +331,7 @@ def train(
         threads=threads,
         bf16=bf16,
         limit_lines=limit_lines,
+        seed=seed,
     )
     if data_dir:
         cfg.data_dir = data_dir

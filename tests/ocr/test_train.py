@@ -352,3 +352,14 @@ def test_init_from_narrower_weights_widens_them(tmp_path, toy_cache):
     assert abs(wide[0]["cer/all"] - narrow[-1]["cer/all"]) < 0.02
     last = torch.load(tmp_path / "wide" / "last.pt", map_location="cpu", weights_only=False)
     assert last["config"]["channels"] == [8, 16, 24, 32]
+
+
+def test_the_seed_decides_the_run(tmp_path, toy_cache):
+    # Same seed, same run (weights, line order, augmentation); another seed, another run: arms to average.
+    def first_loss(name: str, seed: int) -> float:
+        state = train(toy_config(tmp_path, toy_cache, name, epochs=1, augment=True, seed=seed))
+        return state.history[0]["loss"]
+
+    a, b, c = first_loss("a", 0), first_loss("b", 0), first_loss("c", 1)
+    assert a == b
+    assert a != c
