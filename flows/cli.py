@@ -263,7 +263,8 @@ def train(
         str,
         typer.Option(
             help="How the real lines are distorted: standard, writer (wider letter-width range, wavy "
-            "baselines, more elastic and stroke changes) or writer-strong (all of these further, and more slant)."
+            "baselines, more elastic and stroke changes) or writer-strong (all of these further, and more slant: "
+            "read worse in the model card's run 9)."
         ),
     ] = "standard",
     seed: Annotated[

@@ -65,7 +65,8 @@ class Augmentation:
 
 
 #: ``standard``: what every shipped model so far trained with. ``writer``: wider in the ways hands differ
-#: (letter width, wavy baselines, stroke weight, elastic shape), for hands the model never saw.
+#: (letter width, wavy baselines, stroke weight, elastic shape), for hands the model never saw (run 8 of the
+#: model card). ``writer-strong``: further still in each, and more slant; it fell behind ``writer`` (run 9).
 AUGMENTATIONS = {
     "standard": Augmentation(),
     "writer": Augmentation(
