@@ -159,9 +159,12 @@ def _eval_auto(
     return rates, rows, seconds, seg_stats
 
 
-def run_eval(gt_dir: Path, settings: Settings, segmentation: str = "gt", predictions: Path | None = None) -> dict:
-    """Return the evaluation summary of DESIGN.md (cer, wer, lines, chars, lines_per_s, seconds, ...)."""
-    started = time.perf_counter()
+def load_ground_truth_pages(gt_dir: Path) -> tuple[list[tuple[GroundTruthPage, np.ndarray]], list[dict]]:
+    """Return the readable ground-truth pages under ``gt_dir`` with their grayscale scans, and the skipped ones.
+
+    A page whose XML or image cannot be read is skipped with its reason (``{"page", "reason"}``);
+    :class:`EvalError` when the folder holds no readable page at all.
+    """
     try:
         xmls = find_ground_truth(gt_dir)
     except FileNotFoundError as exc:
@@ -183,6 +186,13 @@ def run_eval(gt_dir: Path, settings: Settings, segmentation: str = "gt", predict
             skipped.append({"page": xml.stem, "reason": str(exc)})
     if not pages:
         raise EvalError(f"{gt_dir}: no readable ground-truth page ({len(skipped)} skipped)")
+    return pages, skipped
+
+
+def run_eval(gt_dir: Path, settings: Settings, segmentation: str = "gt", predictions: Path | None = None) -> dict:
+    """Return the evaluation summary of DESIGN.md (cer, wer, lines, chars, lines_per_s, seconds, ...)."""
+    started = time.perf_counter()
+    pages, skipped = load_ground_truth_pages(gt_dir)
     extra: dict = {}
     if segmentation == "auto":
         rates, rows, seconds, extra = _eval_auto(pages, settings)

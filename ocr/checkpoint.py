@@ -50,7 +50,7 @@ class ModelFileError(ValueError):
     """A model file that is missing or not a registre recognizer."""
 
 
-def _read_model_file(path: Path, device: str = "cpu", missing_hint: str = "") -> dict:
+def read_model_file(path: Path, device: str = "cpu", missing_hint: str = "") -> dict:
     """Return the stored dict of a model or training-checkpoint file; :class:`ModelFileError` when it is not one."""
     if not path.exists():
         raise ModelFileError(f"{path}: no such model file{missing_hint}")
@@ -66,7 +66,7 @@ def _read_model_file(path: Path, device: str = "cpu", missing_hint: str = "") ->
 def load_model(path: Path | str | None = None, device: str = "cpu") -> tuple[CRNN, Charset, str]:
     """Return ``(model in eval mode, charset, version)`` from a model or training-checkpoint file."""
     path = Path(path) if path else DEFAULT_MODEL
-    data = _read_model_file(path, device, " (run `registre train` or pass --model)")
+    data = read_model_file(path, device, " (run `registre train` or pass --model)")
     model = CRNN(CRNNConfig.from_dict(data["config"]))
     model.load_state_dict(data["state_dict"])
     model.to(device).eval()
@@ -88,7 +88,7 @@ def average_models(paths: list[Path]) -> tuple[CRNN, Charset, list[str]]:
     """
     if len(paths) < 2:
         raise ModelFileError("averaging needs at least two model files")
-    loaded = [_read_model_file(Path(path)) for path in paths]
+    loaded = [read_model_file(Path(path)) for path in paths]
     first = loaded[0]
     for path, data in zip(paths[1:], loaded[1:], strict=True):
         if data["config"] != first["config"] or list(data["charset"]) != list(first["charset"]):

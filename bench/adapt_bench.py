@@ -1,0 +1,147 @@
+"""Adaptation benchmark: how much a few corrected lines of a held-out register lower the CER on the rest of it.
+
+Usage: python bench/adapt_bench.py [--hands H1,H2] [--pool-lines 0] [--steps 300] [--lr 3e-4] [--threads 2]
+                                   [--curve] [--no-lm]
+
+For each held-out hand of ocr/splits.toml (by default the four LECTAUREP registers of
+val-unseen, whose lines no model ever trained on), the first half of its pages plays the
+pages an archivist corrects, the other half the rest of the register (a hand of one page:
+every other line). ``registre adapt``'s procedure (:func:`ocr.adapt.adapt`, its defaults:
+every 10th corrected line held out to choose the weights) runs on the corrected pages; the
+others are read before and after, greedy and with the default decoder (names LM).
+``--pool-lines N`` keeps N corrected lines spread over those pages (how few are enough);
+``--curve`` instead follows the other pages' greedy CER every 100 steps (a diagnostic:
+choosing the steps on it would flatter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe_machine  # noqa: E402
+
+from lm.decoder import open_decoder  # noqa: E402
+from ocr.adapt import AdaptConfig, AdaptLine, adapt  # noqa: E402
+from ocr.checkpoint import DEFAULT_MODEL  # noqa: E402
+from ocr.corpus import DEFAULT_DATA, load_line_cache  # noqa: E402
+from ocr.inference import Recognizer  # noqa: E402
+from ocr.metrics import ErrorRates  # noqa: E402
+
+LECTAUREP_UNSEEN = ",".join(f"lectaurep/train/random-set-1/FRAN_0025_{n}" for n in ("0934", "0989", "1209", "1333"))
+
+
+def read(model: Path, lines: list[AdaptLine], lm: bool) -> tuple[ErrorRates, ErrorRates]:
+    """Return greedy and (with ``lm``) default-decoder error rates of ``model`` on ``lines``."""
+    rec = Recognizer.load(str(model), device="cpu")
+    got = rec.recognize([ln.image for ln in lines])
+    greedy, decoded = ErrorRates(), ErrorRates()
+    for ln, r in zip(lines, got, strict=True):
+        greedy.add(ln.text, r.text)
+    if lm:
+        with open_decoder(rec.charset.labels) as decoder:
+            for ln, d in zip(lines, decoder.decode_batch([r.logprobs for r in got]), strict=True):
+                decoded.add(ln.text, d.text)
+    return greedy, decoded
+
+
+def split_hand(lines: list[AdaptLine]) -> tuple[list[AdaptLine], list[AdaptLine]]:
+    """Return (corrected, rest): the first half of a hand's pages and the others; one page: every other line.
+
+    A page's lines come column by column (a register's numbers, then its names), so halves of one page
+    would adapt on one kind of cell and test on another.
+    """
+    pages = sorted({ln.page for ln in lines})
+    if len(pages) == 1:
+        return lines[::2], lines[1::2]
+    first = set(pages[: len(pages) // 2])
+    return [ln for ln in lines if ln.page in first], [ln for ln in lines if ln.page not in first]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument(
+        "--hands", default=LECTAUREP_UNSEEN, help="Held-out hands (ocr.corpus.hand_of keys), comma-separated."
+    )
+    ap.add_argument("--pool-lines", type=int, default=0, help="Corrected lines to adapt on (0: all).")
+    ap.add_argument("--steps", type=int, default=AdaptConfig.steps)
+    ap.add_argument("--lr", type=float, default=AdaptConfig.lr)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--curve", action="store_true", help="Follow the other pages' CER along the steps instead.")
+    ap.add_argument("--no-lm", action="store_true")
+    ap.add_argument("--json", type=Path, help="Append one JSON record per hand to this file.")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    samples = load_line_cache(DEFAULT_DATA, Path(".cache/lines-all-h48.pkl"))
+    by_hand = defaultdict(list)
+    for s in samples:
+        if s.split == "val-unseen":
+            by_hand[s.hand].append(AdaptLine(s.page, s.line_id, s.image, s.text))
+    print(f"machine: {describe_machine()}")
+    print(f"model: {args.model}  steps {args.steps}  lr {args.lr}  threads {args.threads}  seed {args.seed}")
+    rows = []
+    totals = defaultdict(ErrorRates)
+    for hand in args.hands.split(","):
+        lines = by_hand.get(hand)
+        if not lines:
+            raise SystemExit(f"{hand}: not a held-out hand of ocr/splits.toml")
+        pool, rest = split_hand(lines)
+        if args.pool_lines and args.pool_lines < len(pool):
+            # Spread over the pages: their first lines are one column's short cells.
+            pool = [pool[round(i * len(pool) / args.pool_lines)] for i in range(args.pool_lines)]
+        cfg = AdaptConfig(steps=args.steps, lr=args.lr, seed=args.seed)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "adapted.pt"
+            t0 = time.monotonic()
+            result = adapt(pool, out, args.model, cfg, held_out=rest if args.curve else None)
+            seconds = time.monotonic() - t0
+            before = read(args.model, rest, not args.no_lm)
+            after = read(out, rest, not args.no_lm) if result.written else before
+        for name, rates in zip(("before", "before_lm", "after", "after_lm"), (*before, *after), strict=True):
+            totals[name] += rates
+        row = {
+            "hand": hand,
+            "corrected_lines": len(pool),
+            "test_lines": len(rest),
+            "greedy_before": round(before[0].cer, 4),
+            "greedy_after": round(after[0].cer, 4),
+            "lm_before": round(before[1].cer, 4) if not args.no_lm else None,
+            "lm_after": round(after[1].cer, 4) if not args.no_lm else None,
+            "best_step": result.best_step,
+            "held_out_curve": result.curve,
+            "adapt_seconds": round(seconds, 1),
+            "train_lines_per_s": result.lines_per_s,
+            "steps": args.steps,
+            "lr": args.lr,
+            "curve": args.curve,
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.json:
+            with args.json.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+    print()
+    print("| hand | corrected lines | test lines | greedy before | after | with LM before | after | adapt s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        lm = f"{r['lm_before']:.1%} | {r['lm_after']:.1%}" if r["lm_before"] is not None else "– | –"
+        print(
+            f"| {r['hand'].rsplit('/', 1)[-1]} | {r['corrected_lines']} | {r['test_lines']} | "
+            f"{r['greedy_before']:.1%} | {r['greedy_after']:.1%} | {lm} | {r['adapt_seconds']:.0f} |"
+        )
+    lm = "– | –" if args.no_lm else f"{totals['before_lm'].cer:.1%} | {totals['after_lm'].cer:.1%}"
+    print(f"| **all** | | | {totals['before'].cer:.1%} | {totals['after'].cer:.1%} | {lm} | |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,270 @@
+"""Adapting the recognizer to one register from a few of its lines, transcribed by hand.
+
+A hand the model never saw reads at 25–35 % CER; the same model fine-tuned for a
+few minutes of CPU on half a page of that hand's own lines, corrected by an
+archivist, reads the rest of the register far better (bench/adapt_bench.py). This
+is what ``registre adapt`` runs: short, step-counted training from the given
+weights on the given lines only, with the writer augmentation, BatchNorm statistics
+frozen (a page is too few lines to re-estimate them), and every ``holdout_every``-th
+line kept aside to decide which weights to keep: the starting ones stay when no
+checkpoint reads the held-out lines better.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ocr.augment import AUGMENTATIONS
+from ocr.charset import Charset
+from ocr.checkpoint import DEFAULT_MODEL, file_digest, read_model_file, save_model
+from ocr.inference import Recognizer
+from ocr.metrics import ErrorRates
+from ocr.model import CRNN, CRNNConfig
+from ocr.train import EpochBatches, cosine_ratio, label_fits, load_extending_head, make_batches
+
+log = logging.getLogger(__name__)
+
+
+class AdaptError(ValueError):
+    """Adaptation that cannot run: no usable lines, a bad setting."""
+
+
+@dataclass
+class AdaptConfig:
+    """Settings of :func:`adapt`; the defaults are the ones bench/adapt_bench.py measured."""
+
+    steps: int = 300
+    lr: float = 3e-4
+    batch_size: int = 8
+    #: Linear warm-up over these steps, then a cosine decay to ``min_lr_ratio`` of ``lr``.
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1
+    augmentation: str = "writer"
+    #: Every n-th line is held out to choose the weights (0: none; all lines train and the last weights are kept).
+    holdout_every: int = 10
+    #: Below this many lines nothing is held out (too few to measure anything).
+    min_lines_for_holdout: int = 30
+    #: Read the held-out lines every this many steps (and at the end); the best reading's weights are kept.
+    eval_every: int = 100
+    #: Keep BatchNorm's running statistics from the base model (re-estimating them on one hand made every
+    #: held-out hand worse; models/README.md).
+    freeze_batchnorm: bool = True
+    seed: int = 0
+    threads: int = 0
+
+
+@dataclass
+class AdaptLine:
+    """One transcribed line: where it comes from, its crop (uint8, the model's height) and its text."""
+
+    page: str
+    line_id: str
+    image: np.ndarray
+    text: str
+
+
+@dataclass
+class AdaptResult:
+    """What :func:`adapt` did: lines used, held-out CER before and after, the weights it kept."""
+
+    base_version: str
+    version: str
+    train_lines: int
+    held_out_lines: int
+    #: Lines not trained on: a label longer than its crop's frames can carry, or an empty text.
+    dropped_lines: int
+    new_characters: list[str]
+    steps: int
+    best_step: int
+    cer_before: float | None
+    cer_after: float | None
+    seconds: float
+    lines_per_s: float
+    #: Held-out CER at every evaluated step, ``{step: cer}``.
+    curve: dict[int, float] = field(default_factory=dict)
+    written: Path | None = None
+
+    @property
+    def improved(self) -> bool:
+        """True when weights other than the starting ones were kept."""
+        return self.best_step > 0
+
+    def to_dict(self) -> dict:
+        """Return the result as JSON-able data."""
+        out = asdict(self)
+        out["written"] = str(self.written) if self.written else None
+        out["improved"] = self.improved
+        return out
+
+
+def _reader(model: CRNN, charset: Charset) -> Recognizer:
+    """Return a recognizer reading as ``registre digitize`` does on CPU (ONNX Runtime, int8), on a copy."""
+    return Recognizer(copy.deepcopy(model).eval().fuse_for_inference(), charset, int8=True)
+
+
+def _cer(model: CRNN, charset: Charset, lines: Sequence[AdaptLine]) -> float:
+    rates = ErrorRates()
+    for line, rec in zip(lines, _reader(model, charset).recognize([ln.image for ln in lines]), strict=True):
+        rates.add(line.text, rec.text)
+    return rates.cer
+
+
+def _freeze_batchnorm(model: nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def adapted_version(base_version: str, lines: Sequence[AdaptLine], cfg: AdaptConfig) -> str:
+    """Return the adapted model's version: the base's, ``+adapt-`` and a digest of the lines and settings.
+
+    The same lines and settings give the same version, so a rerun of ``registre digitize`` with the
+    adapted model skips the pages it already read with it.
+    """
+    digest = hashlib.sha256()
+    for line in lines:
+        digest.update(f"{line.page}\0{line.line_id}\0{line.text}\0".encode())
+    digest.update(repr(sorted(asdict(cfg).items())).encode())
+    return f"{base_version}+adapt-{digest.hexdigest()[:8]}"
+
+
+def adapt(
+    lines: Sequence[AdaptLine],
+    out: Path,
+    base: Path = DEFAULT_MODEL,
+    cfg: AdaptConfig | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    held_out: Sequence[AdaptLine] | None = None,
+) -> AdaptResult:
+    """Fine-tune the recognizer at ``base`` on ``lines`` and write the adapted model to ``out``.
+
+    ``progress(step, steps, lines_per_s)`` is called every few steps. Nothing is written when held-out
+    lines exist and no checkpoint reads them better than the base model (``result.written`` is None).
+    ``held_out`` replaces the lines held out of ``lines`` (all of ``lines`` then train): for benchmarks
+    that follow the CER of other lines along the steps.
+    """
+    cfg = cfg or AdaptConfig()
+    if cfg.steps < 1 or cfg.lr <= 0 or cfg.batch_size < 1:
+        raise AdaptError("steps, batch size and learning rate must be positive")
+    if cfg.augmentation not in AUGMENTATIONS:
+        raise AdaptError(f"augmentation {cfg.augmentation!r}: one of {', '.join(AUGMENTATIONS)}")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    data = read_model_file(Path(base))
+    base_version = str(data.get("version", file_digest(Path(base))))
+    usable = [ln for ln in lines if ln.text.strip()]
+    if not usable:
+        raise AdaptError("no transcribed line to adapt on")
+    old = Charset(list(data["charset"]))
+    new_chars = sorted(set().union(*(old.unknown(ln.text) for ln in usable)))
+    charset = old.extended(new_chars) if new_chars else old
+    mcfg = CRNNConfig.from_dict(data["config"])
+    mcfg.num_classes = len(charset)
+    model = CRNN(mcfg)
+    load_extending_head(model, data["state_dict"])
+    if new_chars:
+        log.info("characters new to the model, learned from these lines: %s", " ".join(new_chars))
+
+    held: list[AdaptLine] = []
+    train_lines: list[AdaptLine] = []
+    every = cfg.holdout_every if len(usable) >= cfg.min_lines_for_holdout and held_out is None else 0
+    for i, line in enumerate(usable):
+        (held if every and i % every == every - 1 else train_lines).append(line)
+    if held_out is not None:
+        held = [ln for ln in held_out if ln.text.strip()]
+    stride = mcfg.width_stride
+    items = []
+    for line in train_lines:
+        ids = charset.encode(line.text)
+        if label_fits(ids, line.image.shape[1], stride, augmented=True):
+            items.append((line.image, ids, True))
+        else:
+            log.warning(
+                "%s %s: %d characters do not fit a %d px crop; not trained on",
+                line.page,
+                line.line_id,
+                len(ids),
+                line.image.shape[1],
+            )
+    if not items:
+        raise AdaptError(f"none of the {len(train_lines)} training lines fits its crop")
+
+    started = time.monotonic()
+    curve: dict[int, float] = {}
+    best_state, best_step = None, 0
+    if held:
+        curve[0] = _cer(model, charset, held)
+        log.info("held-out CER of the base model on %d lines: %.4f", len(held), curve[0])
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    ctc = nn.CTCLoss(blank=0, zero_infinity=True)
+    rng = random.Random(cfg.seed)
+    step, epoch, seen, train_s = 0, 0, 0, 0.0
+    while step < cfg.steps:
+        batches = make_batches([it[0].shape[1] for it in items], cfg.batch_size, rng)
+        dataset = EpochBatches(items, batches, cfg.seed, epoch, AUGMENTATIONS[cfg.augmentation], stride)
+        for b in range(len(dataset)):
+            if step >= cfg.steps:
+                break
+            t0 = time.monotonic()
+            model.train()
+            if cfg.freeze_batchnorm:
+                _freeze_batchnorm(model)
+            x, widths, targets, target_lengths = dataset[b]
+            warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * warm * cosine_ratio(step / cfg.steps, cfg.min_lr_ratio)
+            lp, _ = model.forward_train(x, shortcut=False)
+            input_lengths = model.output_lengths(widths).clamp(max=lp.shape[0])
+            loss = ctc(lp.float(), targets, input_lengths, target_lengths)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            step += 1
+            seen += len(widths)
+            train_s += time.monotonic() - t0
+            if progress and (step % 10 == 0 or step == cfg.steps):
+                progress(step, cfg.steps, seen / max(train_s, 1e-6))
+            if held and (step % cfg.eval_every == 0 or step == cfg.steps):
+                curve[step] = _cer(model, charset, held)
+                log.info("step %d: held-out CER %.4f", step, curve[step])
+                if curve[step] < curve[best_step]:
+                    best_step, best_state = step, copy.deepcopy(model.state_dict())
+        epoch += 1
+    if not held:
+        best_step, best_state = step, model.state_dict()
+    model.eval()
+    result = AdaptResult(
+        base_version=base_version,
+        version=adapted_version(base_version, usable, cfg),
+        train_lines=len(items),
+        held_out_lines=len(held),
+        dropped_lines=len(lines) - len(items) - (len(held) if held_out is None else 0),
+        new_characters=new_chars,
+        steps=step,
+        best_step=best_step,
+        cer_before=curve.get(0),
+        cer_after=curve.get(best_step) if held else None,
+        seconds=round(time.monotonic() - started, 1),
+        lines_per_s=round(seen / max(train_s, 1e-6), 1),
+        curve=curve,
+    )
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        meta = {"adapted_from": base_version, "adaptation": {**result.to_dict(), "config": asdict(cfg)}}
+        meta["adaptation"].pop("written")
+        save_model(Path(out), model, charset, result.version, meta)
+        result.written = Path(out)
+    return result
