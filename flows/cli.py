@@ -229,7 +229,7 @@ def adapt(
             text = label_text(texts[line_id] or "")
             if text:
                 lines.append(AdaptLine(page.id, line_id, crop, text))
-    typer.echo(f"adapting on {len(lines)} transcribed lines of {len(pages)} pages", err=True)
+    typer.echo(f"adapting on {len(lines)} transcribed lines of {len(pages)} page(s)", err=True)
 
     def progress(step: int, total: int, rate: float) -> None:
         typer.echo(f"\rstep {step}/{total} ({rate:.0f} lines/s)", err=True, nl=step == total)

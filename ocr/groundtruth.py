@@ -56,8 +56,9 @@ class GroundTruthPage:
 
     @property
     def id(self) -> str:
-        """Return the page id (the XML file's stem)."""
-        return self.xml_path.stem
+        """Return the page id: the XML file's stem, without the ``.alto`` / ``.page`` of registre's own records."""
+        stem = Path(self.xml_path.stem)
+        return stem.stem if stem.suffix in _XML_KINDS else stem.name
 
 
 def normalize_text(text: str) -> str:
@@ -117,16 +118,23 @@ def _points(text: str | None, where: str) -> list[Point]:
     return list(zip(vals[::2], vals[1::2], strict=True))
 
 
+#: Double suffixes of XML files named after their page image: registre's own records (``page.alto.xml``).
+_XML_KINDS = (".alto", ".page")
+
+
+def _beside(xml_path: Path) -> list[Path]:
+    """Return the image paths an XML file may sit beside: ``p.xml`` and ``p.alto.xml`` go with ``p.jpg`` etc."""
+    stem = xml_path.with_suffix("")
+    stems = [stem] + [stem.with_suffix("") for kind in _XML_KINDS if stem.suffix == kind]
+    return [s.with_suffix(suffix) for s in stems for suffix in IMAGE_SUFFIXES]
+
+
 def _find_image(xml_path: Path, declared: str | None) -> Path | None:
     if declared:
         cand = xml_path.parent / Path(declared).name
         if cand.exists():
             return cand
-    for suffix in IMAGE_SUFFIXES:
-        cand = xml_path.with_suffix(suffix)
-        if cand.exists():
-            return cand
-    return None
+    return next((cand for cand in _beside(xml_path) if cand.exists()), None)
 
 
 def read_alto(path: str | Path) -> GroundTruthPage:
@@ -233,4 +241,4 @@ def find_ground_truth(gt_dir: str | Path) -> list[Path]:
     gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
         raise FileNotFoundError(f"{gt_dir}: not a directory")
-    return sorted(p for p in gt_dir.rglob("*.xml") if any(p.with_suffix(s).exists() for s in IMAGE_SUFFIXES))
+    return sorted(p for p in gt_dir.rglob("*.xml") if any(cand.exists() for cand in _beside(p)))

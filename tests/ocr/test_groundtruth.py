@@ -139,3 +139,19 @@ def test_real_example_page(example_pages):
     assert sum(bool(t) for t in texts) > 30
     assert all(len(ln.polygon) >= 3 for ln in page.lines)
     assert all(0 <= x <= page.width and 0 <= y <= page.height for ln in page.lines for x, y in ln.polygon)
+
+
+def test_registre_record_names_beside_their_scan_are_ground_truth(tmp_path):
+    # `registre digitize --formats alto,page` writes p.alto.xml / q.page.xml: corrected and put beside the scans,
+    # they are ground truth for `registre eval` and `registre adapt`. Their declared file names may be keys.
+    alto = ALTO.replace("<fileName>p.jpg</fileName>", "<fileName>scans/1850/p.jpg</fileName>")
+    (tmp_path / "p.jpg").write_bytes(b"")
+    (tmp_path / "q.png").write_bytes(b"")
+    write(tmp_path, "p.alto.xml", alto)
+    write(tmp_path, "q.page.xml", PAGE.replace('imageFilename="p.png"', 'imageFilename="elsewhere.png"'))
+    write(tmp_path, "r.alto.xml", ALTO.replace("p.jpg", "r.jpg"))  # no scan beside it
+    xmls = find_ground_truth(tmp_path)
+    assert [p.name for p in xmls] == ["p.alto.xml", "q.page.xml"]
+    assert read_ground_truth(xmls[0]).image_path == tmp_path / "p.jpg"
+    assert read_ground_truth(xmls[0]).id == "p"
+    assert read_ground_truth(xmls[1]).image_path == tmp_path / "q.png"
