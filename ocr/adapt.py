@@ -1,13 +1,14 @@
 """Adapting the recognizer to one register from a few of its lines, transcribed by hand.
 
-A hand the model never saw reads at 25–35 % CER; the same model fine-tuned for a
-few minutes of CPU on half a page of that hand's own lines, corrected by an
-archivist, reads the rest of the register far better (bench/adapt_bench.py). This
-is what ``registre adapt`` runs: short, step-counted training from the given
-weights on the given lines only, with the writer augmentation, BatchNorm statistics
-frozen (a page is too few lines to re-estimate them), and every ``holdout_every``-th
-line kept aside to decide which weights to keep: the starting ones stay when no
-checkpoint reads the held-out lines better.
+A hand the model never saw reads at 25–35 % CER; the same model fine-tuned for two
+minutes on 2 CPU cores on one page of that hand's lines, corrected by an archivist,
+reads the register's other pages at 18 instead of 27 % with the names LM
+(bench/adapt_bench.py, bench/results/adapt.md). This is what ``registre adapt``
+runs: short, step-counted training from the given weights on the given lines only,
+with the writer augmentation, BatchNorm statistics frozen (a page is too few lines
+to re-estimate them), and every ``holdout_every``-th line kept aside to decide which
+weights to keep: the starting ones stay when no checkpoint reads the held-out lines
+better.
 """
 
 from __future__ import annotations
