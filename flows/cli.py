@@ -211,6 +211,8 @@ def adapt(
     than the model they started from (nothing is written then).
     """
     _logging(verbose)
+    import os
+
     from flows.evaluation import EvalError, load_ground_truth_pages
     from ocr.adapt import AdaptConfig, AdaptError, AdaptLine
     from ocr.adapt import adapt as adapt_model
@@ -218,6 +220,17 @@ def adapt(
     from ocr.checkpoint import DEFAULT_MODEL, ModelFileError
     from ocr.corpus import page_lines
 
+    base = model or DEFAULT_MODEL
+    if out.is_dir():
+        _fail(f"--out {out}: a folder; give the adapted model's file name")
+    if out.exists() and base.exists() and out.resolve() == base.resolve():
+        _fail(f"--out {out}: the model it starts from; write the adapted one beside it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"--out {out}: cannot create its folder ({exc.strerror})")
+    if not os.access(out.parent, os.W_OK):
+        _fail(f"--out {out}: its folder is not writable")
     try:
         pages, skipped = load_ground_truth_pages(gt_dir)
     except EvalError as exc:
@@ -236,7 +249,7 @@ def adapt(
 
     cfg = AdaptConfig(steps=steps, lr=lr, holdout_every=holdout_every, threads=threads, seed=seed)
     try:
-        result = adapt_model(lines, out, model or DEFAULT_MODEL, cfg, progress=progress)
+        result = adapt_model(lines, out, base, cfg, progress=progress)
     except (AdaptError, ModelFileError) as exc:
         _fail(str(exc))
     summary = result.to_dict()

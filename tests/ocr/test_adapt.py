@@ -110,5 +110,12 @@ def test_cli_adapt_fails_clearly(tmp_path):
     bad_model.write_bytes(b"not a model")
     wrong = run("adapt", str(gt), "--out", str(tmp_path / "x.pt"), "--model", str(bad_model), "--steps", "1")
     assert wrong.returncode == 2 and "not a readable model file" in wrong.stderr
-    assert "Traceback" not in empty.stderr + wrong.stderr
+    folder = run("adapt", str(gt), "--out", str(tmp_path))
+    assert folder.returncode == 2 and "a folder" in folder.stderr
+    shipped = tmp_path / "shipped.pt"
+    shipped.write_bytes(DEFAULT_MODEL.read_bytes())
+    itself = run("adapt", str(gt), "--out", str(shipped), "--model", str(shipped))
+    assert itself.returncode == 2 and "the model it starts from" in itself.stderr
+    assert shipped.read_bytes() == DEFAULT_MODEL.read_bytes()
+    assert "Traceback" not in empty.stderr + wrong.stderr + folder.stderr + itself.stderr
     assert not (tmp_path / "x.pt").exists()
