@@ -244,8 +244,14 @@ def adapt(
                 lines.append(AdaptLine(page.id, line_id, crop, text))
     typer.echo(f"adapting on {len(lines)} transcribed lines of {len(pages)} page(s)", err=True)
 
+    live = sys.stderr.isatty()
+
     def progress(step: int, total: int, rate: float) -> None:
-        typer.echo(f"\rstep {step}/{total} ({rate:.0f} lines/s)", err=True, nl=step == total)
+        # One line rewritten in a terminal; a line every 50 steps in a log file.
+        if live:
+            typer.echo(f"\rstep {step}/{total} ({rate:.0f} lines/s)", err=True, nl=step == total)
+        elif step % 50 == 0 or step == total:
+            typer.echo(f"step {step}/{total} ({rate:.0f} lines/s)", err=True)
 
     cfg = AdaptConfig(steps=steps, lr=lr, holdout_every=holdout_every, threads=threads, seed=seed)
     try:
