@@ -180,11 +180,12 @@ def adapt(
 
     held: list[AdaptLine] = []
     train_lines: list[AdaptLine] = []
-    every = cfg.holdout_every if len(usable) >= cfg.min_lines_for_holdout and held_out is None else 0
-    for i, line in enumerate(usable):
-        (held if every and i % every == every - 1 else train_lines).append(line)
     if held_out is not None:
-        held = [ln for ln in held_out if ln.text.strip()]
+        held, train_lines = [ln for ln in held_out if ln.text.strip()], list(usable)
+    else:
+        every = cfg.holdout_every if len(usable) >= cfg.min_lines_for_holdout else 0
+        for i, line in enumerate(usable):
+            (held if every and i % every == every - 1 else train_lines).append(line)
     stride = mcfg.width_stride
     items = []
     for line in train_lines:
@@ -212,6 +213,10 @@ def adapt(
     ctc = nn.CTCLoss(blank=0, zero_infinity=True)
     rng = random.Random(cfg.seed)
     step, epoch, seen, train_s = 0, 0, 0, 0.0
+    # Held-out readings run on a fused copy, so the model stays in this mode throughout.
+    model.train()
+    if cfg.freeze_batchnorm:
+        _freeze_batchnorm(model)
     while step < cfg.steps:
         batches = make_batches([it[0].shape[1] for it in items], cfg.batch_size, rng)
         dataset = EpochBatches(items, batches, cfg.seed, epoch, AUGMENTATIONS[cfg.augmentation], stride)
@@ -219,9 +224,6 @@ def adapt(
             if step >= cfg.steps:
                 break
             t0 = time.monotonic()
-            model.train()
-            if cfg.freeze_batchnorm:
-                _freeze_batchnorm(model)
             x, widths, targets, target_lengths = dataset[b]
             warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
             for group in opt.param_groups:
@@ -252,7 +254,8 @@ def adapt(
         version=adapted_version(base_version, usable, cfg),
         train_lines=len(items),
         held_out_lines=len(held),
-        dropped_lines=len(lines) - len(items) - (len(held) if held_out is None else 0),
+        # Blank lines, and training lines whose labels do not fit their crops.
+        dropped_lines=(len(lines) - len(usable)) + (len(train_lines) - len(items)),
         new_characters=new_chars,
         steps=step,
         best_step=best_step,
