@@ -1,7 +1,7 @@
 """Adaptation benchmark: how much a few corrected lines of a held-out register lower the CER on the rest of it.
 
-Usage: python bench/adapt_bench.py [--hands H1,H2] [--pool-lines 0] [--steps 300] [--lr 3e-4] [--threads 2]
-                                   [--curve] [--no-lm]
+Usage: python bench/adapt_bench.py [--mode corrected|read|both] [--hands H1,H2] [--pool-lines 0] [--steps 300]
+                                   [--lr 3e-4] [--threads 2] [--curve] [--no-lm]
 
 For each held-out hand of ocr/splits.toml (by default the four LECTAUREP registers of
 val-unseen, whose lines no model ever trained on), the first half of its pages plays the
@@ -12,6 +12,12 @@ others are read before and after, greedy and with the default decoder (names LM)
 ``--pool-lines N`` keeps N corrected lines spread over those pages (how few are enough);
 ``--curve`` instead follows the other pages' greedy CER every 100 steps (a diagnostic:
 choosing the steps on it would flatter).
+
+``--mode read`` measures ``registre adapt --pages`` with no correction: every line of the hand is
+read by the model and the default decoder, the model trains on those readings, and the same lines
+are read again (as a user adapts to a register's scans, then reads them). ``--mode both``: the
+corrected half adapts first, that model reads the other half, and a second round trains on both
+(``registre adapt GT_DIR --pages SCANS``); the other half is read before and after.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
 from lm.decoder import open_decoder  # noqa: E402
-from ocr.adapt import AdaptConfig, AdaptLine, adapt  # noqa: E402
+from ocr.adapt import AdaptConfig, AdaptLine, adapt, adapt_register  # noqa: E402
 from ocr.checkpoint import DEFAULT_MODEL  # noqa: E402
 from ocr.corpus import DEFAULT_DATA, load_line_cache  # noqa: E402
 from ocr.inference import Recognizer  # noqa: E402
@@ -53,6 +59,19 @@ def read(model: Path, lines: list[AdaptLine], lm: bool) -> tuple[ErrorRates, Err
     return greedy, decoded
 
 
+def reader(lines: list[AdaptLine]):
+    """Return ``read(model)``: ``lines`` labelled by ``model``'s reading with the default decoder."""
+
+    def read_with(model: Path) -> list[AdaptLine]:
+        rec = Recognizer.load(str(model), device="cpu")
+        got = rec.recognize([ln.image for ln in lines])
+        with open_decoder(rec.charset.labels) as decoder:
+            decoded = decoder.decode_batch([r.logprobs for r in got])
+        return [AdaptLine(ln.page, ln.line_id, ln.image, d.text) for ln, d in zip(lines, decoded, strict=True)]
+
+    return read_with
+
+
 def split_hand(lines: list[AdaptLine]) -> tuple[list[AdaptLine], list[AdaptLine]]:
     """Return (corrected, rest): the first half of a hand's pages and the others; one page: every other line.
 
@@ -72,6 +91,12 @@ def main() -> None:
     ap.add_argument(
         "--hands", default=LECTAUREP_UNSEEN, help="Held-out hands (ocr.corpus.hand_of keys), comma-separated."
     )
+    ap.add_argument(
+        "--mode",
+        choices=("corrected", "read", "both"),
+        default="corrected",
+        help="Lines adapted on: the corrected half; every line as read (no correction); both, in two rounds.",
+    )
     ap.add_argument("--pool-lines", type=int, default=0, help="Corrected lines to adapt on (0: all).")
     ap.add_argument("--steps", type=int, default=AdaptConfig.steps)
     ap.add_argument("--lr", type=float, default=AdaptConfig.lr)
@@ -88,14 +113,17 @@ def main() -> None:
         if s.split == "val-unseen":
             by_hand[s.hand].append(AdaptLine(s.page, s.line_id, s.image, s.text))
     print(f"machine: {describe_machine()}")
-    print(f"model: {args.model}  steps {args.steps}  lr {args.lr}  threads {args.threads}  seed {args.seed}")
+    print(
+        f"model: {args.model}  mode {args.mode}  steps {args.steps}  lr {args.lr}  threads {args.threads}  "
+        f"seed {args.seed}"
+    )
     rows = []
     totals = defaultdict(ErrorRates)
     for hand in args.hands.split(","):
         lines = by_hand.get(hand)
         if not lines:
             raise SystemExit(f"{hand}: not a held-out hand of ocr/splits.toml")
-        pool, rest = split_hand(lines)
+        pool, rest = split_hand(lines) if args.mode != "read" else ([], lines)
         if args.pool_lines and args.pool_lines < len(pool):
             # Spread over the pages: their first lines are one column's short cells.
             pool = [pool[round(i * len(pool) / args.pool_lines)] for i in range(args.pool_lines)]
@@ -103,7 +131,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "adapted.pt"
             t0 = time.monotonic()
-            result = adapt(pool, out, args.model, cfg, held_out=rest if args.curve else None)
+            if args.curve:
+                result, rounds = adapt(pool, out, args.model, cfg, held_out=rest), 1
+            else:
+                read = reader(rest) if args.mode != "corrected" else None
+                result, rounds = adapt_register(pool, out, args.model, cfg, read)
             seconds = time.monotonic() - t0
             before = read(args.model, rest, not args.no_lm)
             after = read(out, rest, not args.no_lm) if result.written else before
@@ -117,6 +149,9 @@ def main() -> None:
             "greedy_after": round(after[0].cer, 4),
             "lm_before": round(before[1].cer, 4) if not args.no_lm else None,
             "lm_after": round(after[1].cer, 4) if not args.no_lm else None,
+            "mode": args.mode,
+            "rounds": rounds,
+            "read_lines": result.read_lines,
             "best_step": result.best_step,
             "held_out_curve": result.curve,
             "adapt_seconds": round(seconds, 1),

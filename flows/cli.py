@@ -185,45 +185,60 @@ def evaluate(
 
 @app.command()
 def adapt(
-    gt_dir: Annotated[
-        Path, typer.Argument(help="Folder of page images of one register with corrected ALTO or PAGE-XML beside them.")
-    ],
     out: Annotated[Path, typer.Option("--out", help="Where the adapted recognizer is written.")],
+    gt_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Folder of page images of one register with corrected ALTO or PAGE-XML beside them."),
+    ] = None,
+    pages: Annotated[
+        str | None,
+        typer.Option(
+            "--pages",
+            help="Folder or s3://bucket/prefix of the register's scans: the model's own readings of them train too.",
+        ),
+    ] = None,
+    max_pages: Annotated[
+        int, typer.Option(min=1, help="Pages of --pages read for training, spread over the register.")
+    ] = 10,
     model: ModelOpt = None,
+    lm: LmOpt = None,
+    no_lm: NoLmOpt = False,
     steps: Annotated[int, typer.Option(min=1, help="Training steps of 8 lines (~2-3 min per 300 on 2 cores).")] = 300,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak AdamW learning rate.")] = 3e-4,
     holdout_every: Annotated[
         int,
         typer.Option(
             min=0,
-            help="Hold every n-th line out to choose the weights (0: train on all and keep the last weights).",
+            help="Hold every n-th corrected line out to choose the weights (0: train on all, keep the last weights).",
         ),
     ] = 10,
     threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: PyTorch's default).")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the line order and augmentation.")] = 0,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Fine-tune the recognizer on a few corrected pages of one register; print a JSON summary.
+    """Fine-tune the recognizer to one register; print a JSON summary.
 
-    Correct the text of a page or two of a register the model reads badly (eScriptorium, or any tool that
-    writes ALTO or PAGE-XML), adapt on them, then read the whole register with
-    `registre digitize --model OUT`. Exit code 1 when the adapted weights read the held-out lines no better
-    than the model they started from (nothing is written then).
+    From corrected pages (GT_DIR: correct a page or two of a register the model reads badly in
+    eScriptorium, or any tool that writes ALTO or PAGE-XML), from the register's scans as the model reads
+    them (--pages, no correction needed), or both (two rounds). Then read the whole register with
+    `registre digitize --model OUT`. Exit code 1 when the adapted weights read the held-out corrected lines
+    no better than the model they started from (nothing is written then).
     """
     _logging(verbose)
     import os
 
-    from flows.evaluation import EvalError, load_ground_truth_pages
-    from ocr.adapt import AdaptConfig, AdaptError, AdaptLine
-    from ocr.adapt import adapt as adapt_model
-    from ocr.charset import label_text
-    from ocr.checkpoint import DEFAULT_MODEL, ModelFileError
-    from ocr.corpus import page_lines
+    from flows.adaptation import run_adapt
+    from flows.evaluation import EvalError
+    from flows.storage import StorageError
+    from ocr.adapt import AdaptConfig, AdaptError
+    from ocr.checkpoint import ModelFileError
 
-    base = model or DEFAULT_MODEL
+    if gt_dir is None and pages is None:
+        _fail("give a folder of corrected pages (GT_DIR), the register's scans (--pages), or both")
+    settings = _settings(model=model, lm=lm, no_lm=no_lm)
     if out.is_dir():
         _fail(f"--out {out}: a folder; give the adapted model's file name")
-    if out.exists() and base.exists() and out.resolve() == base.resolve():
+    if out.exists() and settings.model.exists() and out.resolve() == settings.model.resolve():
         _fail(f"--out {out}: the model it starts from; write the adapted one beside it")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -231,18 +246,8 @@ def adapt(
         _fail(f"--out {out}: cannot create its folder ({exc.strerror})")
     if not os.access(out.parent, os.W_OK):
         _fail(f"--out {out}: its folder is not writable")
-    try:
-        pages, skipped = load_ground_truth_pages(gt_dir)
-    except EvalError as exc:
-        _fail(str(exc))
-    lines = []
-    for page, gray in pages:
-        texts = {ln.id: ln.text for ln in page.lines}
-        for line_id, crop in page_lines(page, gray):
-            text = label_text(texts[line_id] or "")
-            if text:
-                lines.append(AdaptLine(page.id, line_id, crop, text))
-    typer.echo(f"adapting on {len(lines)} transcribed lines of {len(pages)} page(s)", err=True)
+    if pages is not None:
+        _check_segmenter(settings)
 
     live = sys.stderr.isatty()
 
@@ -255,13 +260,13 @@ def adapt(
 
     cfg = AdaptConfig(steps=steps, lr=lr, holdout_every=holdout_every, threads=threads, seed=seed)
     try:
-        result = adapt_model(lines, out, base, cfg, progress=progress)
-    except (AdaptError, ModelFileError) as exc:
+        run = run_adapt(
+            out, settings, cfg, gt_dir, pages, max_pages, progress=progress, say=lambda m: typer.echo(m, err=True)
+        )
+    except (AdaptError, EvalError, ModelFileError, StorageError, ValueError) as exc:
         _fail(str(exc))
-    summary = result.to_dict()
-    if skipped:
-        summary["skipped_pages"] = skipped
-    typer.echo(json.dumps(summary, ensure_ascii=False))
+    result = run.result
+    typer.echo(json.dumps(run.to_dict(), ensure_ascii=False))
     if result.written is None:
         _fail(
             f"the adapted weights read the {result.held_out_lines} held-out lines no better than the base model "

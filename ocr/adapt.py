@@ -1,22 +1,26 @@
-"""Adapting the recognizer to one register from a few of its lines, transcribed by hand.
+"""Adapting the recognizer to one register: from a few of its lines transcribed by hand, its own readings, or both.
 
 A hand the model never saw reads at 25–35 % CER; the same model fine-tuned for two
 minutes on 2 CPU cores on one page of that hand's lines, corrected by an archivist,
 reads the register's other pages at 18 instead of 27 % with the names LM
-(bench/adapt_bench.py, bench/results/adapt.md). This is what ``registre adapt``
-runs: short, step-counted training from the given weights on the given lines only,
-with the writer augmentation, BatchNorm statistics frozen (a page is too few lines
-to re-estimate them), and every ``holdout_every``-th line kept aside to decide which
-weights to keep: the starting ones stay when no checkpoint reads the held-out lines
-better.
+(bench/adapt_bench.py, bench/results/adapt.md). Fine-tuned instead on the register's
+lines as the model and the names LM read them (no correction: self-training), it reads
+them a few points better too. This is what ``registre adapt`` runs: short, step-counted
+training from the given weights on the given lines only, with the writer augmentation,
+BatchNorm statistics frozen (a page is too few lines to re-estimate them), and every
+``holdout_every``-th corrected line kept aside to decide which weights to keep: the
+starting ones stay when no checkpoint reads the held-out lines better.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import logging
+import os
 import random
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -82,6 +86,8 @@ class AdaptResult:
     base_version: str
     version: str
     train_lines: int
+    #: Of them, lines labelled by the model's own reading (the register's pages, no correction).
+    read_lines: int
     held_out_lines: int
     #: Lines not trained on: a label longer than its crop's frames can carry, or an empty text.
     dropped_lines: int
@@ -127,17 +133,20 @@ def _freeze_batchnorm(model: nn.Module) -> None:
             module.eval()
 
 
-def adapted_version(base_version: str, lines: Sequence[AdaptLine], cfg: AdaptConfig) -> str:
-    """Return the adapted model's version: the base's, ``+adapt-`` and a digest of the lines and settings.
+def adapted_version(base_version: str, lines: Sequence[AdaptLine], cfg: AdaptConfig, root: str = "") -> str:
+    """Return the adapted model's version: the root's, ``+adapt-`` and a digest of the base, lines and settings.
 
     The same lines and settings give the same version, so a rerun of ``registre digitize`` with the
-    adapted model skips the pages it already read with it.
+    adapted model skips the pages it already read with it. ``root`` is the shipped model an adapted
+    base came from (a second round keeps one ``+adapt-`` suffix); by default the base itself.
     """
     digest = hashlib.sha256()
+    if root and root != base_version:
+        digest.update(f"{base_version}\0".encode())
     for line in lines:
         digest.update(f"{line.page}\0{line.line_id}\0{line.text}\0".encode())
     digest.update(repr(sorted(asdict(cfg).items())).encode())
-    return f"{base_version}+adapt-{digest.hexdigest()[:8]}"
+    return f"{root or base_version}+adapt-{digest.hexdigest()[:8]}"
 
 
 def adapt(
@@ -147,13 +156,16 @@ def adapt(
     cfg: AdaptConfig | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     held_out: Sequence[AdaptLine] | None = None,
+    readings: Sequence[AdaptLine] = (),
 ) -> AdaptResult:
     """Fine-tune the recognizer at ``base`` on ``lines`` and write the adapted model to ``out``.
 
-    ``progress(step, steps, lines_per_s)`` is called every few steps. Nothing is written when held-out
-    lines exist and no checkpoint reads them better than the base model (``result.written`` is None).
-    ``held_out`` replaces the lines held out of ``lines`` (all of ``lines`` then train): for benchmarks
-    that follow the CER of other lines along the steps.
+    ``lines`` are corrected lines; ``readings`` are lines of the register labelled by a model's own
+    reading (no correction): they train alongside, never held out. ``progress(step, steps, lines_per_s)``
+    is called every few steps. Nothing is written when held-out lines exist and no checkpoint reads them
+    better than the base model (``result.written`` is None); with none (no corrected lines, or
+    ``holdout_every=0``) the last weights are kept. ``held_out`` replaces the lines held out of ``lines``
+    (all of ``lines`` then train): for benchmarks that follow the CER of other lines along the steps.
     """
     cfg = cfg or AdaptConfig()
     if cfg.steps < 1 or cfg.lr <= 0 or cfg.batch_size < 1:
@@ -165,8 +177,10 @@ def adapt(
     torch.manual_seed(cfg.seed)
     data = read_model_file(Path(base))
     base_version = str(data.get("version", file_digest(Path(base))))
+    root_version = str(data.get("adapted_from") or base_version)
     usable = [ln for ln in lines if ln.text.strip()]
-    if not usable:
+    read = [ln for ln in readings if ln.text.strip()]
+    if not usable and not read:
         raise AdaptError("no transcribed line to adapt on")
     old = Charset(list(data["charset"]))
     new_chars = sorted(set().union(*(old.unknown(ln.text) for ln in usable)))
@@ -188,10 +202,12 @@ def adapt(
             (held if every and i % every == every - 1 else train_lines).append(line)
     stride = mcfg.width_stride
     items = []
-    for line in train_lines:
+    n_read = 0
+    for line, is_read in [(ln, False) for ln in train_lines] + [(ln, True) for ln in read]:
         ids = charset.encode(line.text)
         if label_fits(ids, line.image.shape[1], stride, augmented=True):
             items.append((line.image, ids, True))
+            n_read += is_read
         else:
             log.warning(
                 "%s %s: %d characters do not fit a %d px crop; not trained on",
@@ -201,7 +217,7 @@ def adapt(
                 line.image.shape[1],
             )
     if not items:
-        raise AdaptError(f"none of the {len(train_lines)} training lines fits its crop")
+        raise AdaptError(f"none of the {len(train_lines) + len(read)} training lines fits its crop")
 
     started = time.monotonic()
     curve: dict[int, float] = {}
@@ -251,11 +267,12 @@ def adapt(
     model.eval()
     result = AdaptResult(
         base_version=base_version,
-        version=adapted_version(base_version, usable, cfg),
+        version=adapted_version(base_version, usable + read, cfg, root_version),
         train_lines=len(items),
+        read_lines=n_read,
         held_out_lines=len(held),
         # Blank lines, and training lines whose labels do not fit their crops.
-        dropped_lines=(len(lines) - len(usable)) + (len(train_lines) - len(items)),
+        dropped_lines=len(lines) + len(readings) - len(held) - len(items),
         new_characters=new_chars,
         steps=step,
         best_step=best_step,
@@ -267,8 +284,59 @@ def adapt(
     )
     if best_state is not None:
         model.load_state_dict(best_state)
-        meta = {"adapted_from": base_version, "adaptation": {**result.to_dict(), "config": asdict(cfg)}}
+        meta = {"adapted_from": root_version, "adaptation": {**result.to_dict(), "config": asdict(cfg)}}
         meta["adaptation"].pop("written")
         save_model(Path(out), model, charset, result.version, meta)
         result.written = Path(out)
     return result
+
+
+def adapt_register(
+    corrected: Sequence[AdaptLine],
+    out: Path,
+    base: Path = DEFAULT_MODEL,
+    cfg: AdaptConfig | None = None,
+    read: Callable[[Path], Sequence[AdaptLine]] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    say: Callable[[str], None] = log.info,
+) -> tuple[AdaptResult, int]:
+    """Adapt to one register from its ``corrected`` lines, its lines as a model reads them, or both.
+
+    ``read(model)`` returns the register's lines labelled by ``model``'s reading (the caller reads them:
+    line finder, recognizer, names LM). Without ``read``: one round on the corrected lines. Without
+    corrected lines: one round on the base model's readings (self-training; nothing held out, the last
+    weights kept). With both, two rounds: the corrected lines, then they and the first round's readings,
+    from the first round's weights, the corrected held-out lines choosing; the second is dropped when it
+    reads them no better. Returns the kept result and how many rounds it took.
+    """
+    cfg = cfg or AdaptConfig()
+    if read is None:
+        say(f"adapting on {len(corrected)} corrected lines")
+        return adapt(corrected, out, base, cfg, progress=progress), 1
+    if not corrected:
+        readings = read(Path(base))
+        say(f"adapting on {len(readings)} lines as the model reads them")
+        return adapt([], out, base, cfg, progress=progress, readings=readings), 1
+    out = Path(out)
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".round1")
+    os.close(fd)
+    first_path = Path(name)
+    try:
+        say(f"round 1: adapting on {len(corrected)} corrected lines")
+        first = adapt(corrected, first_path, base, cfg, progress=progress)
+        reader = first_path if first.written else Path(base)
+        readings = read(reader)
+        second = None
+        if readings:
+            say(f"round 2: adding {len(readings)} lines as the round's model reads them")
+            second = adapt(corrected, out, reader, cfg, progress=progress, readings=readings)
+        if second is not None and second.written:
+            return second, 2
+        say("round 2 read the held-out lines no better: keeping round 1" if readings else "no line read")
+        if first.written:
+            os.replace(first_path, out)
+            first.written = out
+        return first, 1
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            first_path.unlink()

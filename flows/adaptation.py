@@ -1,0 +1,168 @@
+"""``registre adapt``: the lines a register's adaptation trains on, and its one or two rounds.
+
+Two sources of lines, either or both: pages an archivist corrected (ALTO or PAGE-XML beside
+their scans: their own text, every 10th line held out to choose the weights), and the
+register's other pages as the pipeline reads them (line finder, recognizer, names LM: no
+correction). With both, the corrected lines adapt first, the adapted model reads the pages,
+and a second round trains on both; the corrected held-out lines decide what is kept. With
+pages only, the model trains on its own readings (self-training) and the last weights are
+kept, since nothing measures them (bench/results/adapt.md has what each gains).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flows.evaluation import load_ground_truth_pages, read_lines
+from flows.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Pages of the register read for the model's own readings, spread over it (~150 lines each).
+DEFAULT_MAX_PAGES = 10
+
+
+@dataclass
+class RegisterLines:
+    """Lines to adapt on, with the pages they came from and the pages skipped (``{"page", "reason"}``)."""
+
+    lines: list = field(default_factory=list)  # ocr.adapt.AdaptLine
+    pages: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+
+def corrected_lines(gt_dir: Path) -> RegisterLines:
+    """Return the transcribed lines of the corrected pages under ``gt_dir`` (EvalError when there is none)."""
+    from ocr.adapt import AdaptLine
+    from ocr.charset import label_text
+    from ocr.corpus import page_lines
+
+    pages, skipped = load_ground_truth_pages(gt_dir)
+    out = RegisterLines(skipped=skipped)
+    for page, gray in pages:
+        out.pages.append(page.id)
+        texts = {ln.id: ln.text for ln in page.lines}
+        for line_id, crop in page_lines(page, gray):
+            text = label_text(texts[line_id] or "")
+            if text:
+                out.lines.append(AdaptLine(page.id, line_id, crop, text))
+    return out
+
+
+def spread(keys: list[str], count: int) -> list[str]:
+    """Return ``count`` of ``keys`` evenly spread from the first to the last (all of them when fewer)."""
+    if count >= len(keys):
+        return list(keys)
+    if count == 1:
+        return [keys[len(keys) // 2]]
+    return [keys[round(i * (len(keys) - 1) / (count - 1))] for i in range(count)]
+
+
+def register_readings(
+    src: str,
+    settings: Settings,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    exclude: set[str] = frozenset(),
+    say: Callable[[str], None] = log.info,
+) -> RegisterLines:
+    """Return the lines of up to ``max_pages`` pages of ``src`` (folder or s3://), each labelled by its reading.
+
+    Pages are found, segmented and cropped as ``registre digitize`` does, and read with the model and
+    decoder of ``settings``. A page that cannot be read is skipped with its reason; page ids in
+    ``exclude`` (the corrected pages) are not read.
+    """
+    from flows.pipeline import PageJob, prepare_page
+    from flows.records import assign_page_ids
+    from flows.storage import IMAGE_EXTENSIONS, StorageError, open_storage
+    from ocr.adapt import AdaptLine
+
+    store = open_storage(src, endpoint_url=settings.s3_endpoint_url, addressing_style=settings.s3_addressing_style)
+    ids = assign_page_ids(store.list_keys(IMAGE_EXTENSIONS))
+    keys = spread(sorted(k for k, page_id in ids.items() if page_id not in exclude), max_pages)
+    out = RegisterLines()
+    if not keys:
+        return out
+    crops, owners = [], []
+    for n, key in enumerate(keys, 1):
+        say(f"finding lines on page {n}/{len(keys)}: {key}")
+        try:
+            prepared = prepare_page(store.get(key), PageJob(key, ids[key]), settings)
+        except StorageError as exc:
+            out.skipped.append({"page": ids[key], "reason": f"read: {exc}"})
+            continue
+        except Exception as exc:  # noqa: BLE001 - a bad page is skipped with its reason, as digitize does
+            out.skipped.append({"page": ids[key], "reason": f"{exc.__class__.__name__}: {exc}"})
+            continue
+        out.pages.append(ids[key])
+        for i, crop in enumerate(prepared.crops):
+            if crop is not None:
+                crops.append(crop)
+                owners.append((ids[key], f"l{i}"))
+    if crops:
+        say(f"reading {len(crops)} lines of {len(out.pages)} page(s)")
+        for (page, line_id), crop, reading in zip(owners, crops, read_lines(crops, settings), strict=True):
+            if reading.text.strip():
+                out.lines.append(AdaptLine(page, line_id, crop, reading.text))
+    for skip in out.skipped:
+        log.warning("page %s skipped: %s", skip["page"], skip["reason"])
+    return out
+
+
+@dataclass
+class AdaptRun:
+    """What ``registre adapt`` did: the kept result (``ocr.adapt.AdaptResult``) and where its lines came from."""
+
+    result: object
+    corrected: RegisterLines
+    read: RegisterLines
+    rounds: int
+
+    def to_dict(self) -> dict:
+        """Return the JSON summary ``registre adapt`` prints."""
+        out = self.result.to_dict()
+        out["rounds"] = self.rounds
+        out["corrected_pages"] = self.corrected.pages
+        out["read_pages"] = self.read.pages
+        skipped = self.corrected.skipped + self.read.skipped
+        if skipped:
+            out["skipped_pages"] = skipped
+        return out
+
+
+def run_adapt(
+    out: Path,
+    settings: Settings,
+    cfg: object,
+    gt_dir: Path | None = None,
+    pages: str | None = None,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    progress: Callable[[int, int, float], None] | None = None,
+    say: Callable[[str], None] = log.info,
+) -> AdaptRun:
+    """Adapt ``settings.model`` to a register from corrected pages (``gt_dir``), its pages read (``pages``), or both.
+
+    Raises ``EvalError`` (no corrected page), ``AdaptError`` (no line to train on), ``ModelFileError``,
+    ``StorageError`` or ``ValueError`` (a bad ``pages`` URL).
+    """
+    from ocr.adapt import AdaptError, adapt_register
+
+    corrected = corrected_lines(gt_dir) if gt_dir is not None else RegisterLines()
+    if corrected.lines:
+        say(f"{len(corrected.lines)} corrected lines on {len(corrected.pages)} page(s)")
+    read = RegisterLines()
+
+    def read_with(model: Path) -> list:
+        nonlocal read
+        reader = settings.model_copy(update={"model": model})
+        read = register_readings(pages, reader, max_pages, set(corrected.pages), say)
+        if not read.pages and not corrected.lines:
+            raise AdaptError(f"{pages}: no readable page image ({len(read.skipped)} skipped)")
+        return read.lines
+
+    result, rounds = adapt_register(
+        corrected.lines, out, Path(settings.model), cfg, read_with if pages else None, progress, say
+    )
+    return AdaptRun(result, corrected, read, rounds)
