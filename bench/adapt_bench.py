@@ -134,8 +134,8 @@ def main() -> None:
             if args.curve:
                 result, rounds = adapt(pool, out, args.model, cfg, held_out=rest), 1
             else:
-                read = reader(rest) if args.mode != "corrected" else None
-                result, rounds = adapt_register(pool, out, args.model, cfg, read)
+                read_rest = reader(rest) if args.mode != "corrected" else None
+                result, rounds = adapt_register(pool, out, args.model, cfg, read_rest)
             seconds = time.monotonic() - t0
             before = read(args.model, rest, not args.no_lm)
             after = read(out, rest, not args.no_lm) if result.written else before
