@@ -103,3 +103,21 @@ def test_cli_adapt_needs_pages_or_corrections(tmp_path):
     assert bad_url.returncode == 2 and "s3://" in bad_url.stderr
     assert "Traceback" not in nothing.stderr + empty.stderr + bad_url.stderr
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_register_readings_from_s3(page_bytes, s3_prefix):
+    """Scans in an S3 bucket (SeaweedFS on loopback) are read like a folder's: pages spread, a torn one skipped."""
+    from flows.storage import open_storage
+
+    url = s3_prefix + "/scans"
+    store = open_storage(url, addressing_style="path")
+    names = sorted(page_bytes)
+    for name in names:
+        store.put(f"reg/{name}", page_bytes[name])
+    store.put("reg/torn.jpg", b"not a jpeg")
+    store.put("reg/notes.txt", b"not a page")
+    read = register_readings(url, Settings(s3_addressing_style="path"), max_pages=2)
+    # Spread over the four images (sorted keys): the first and the last, the torn scan.
+    assert read.pages == ["reg__" + names[0].rsplit(".", 1)[0]]
+    assert [s["page"] for s in read.skipped] == ["reg__torn"]
+    assert len(read.lines) > 5 and all(ln.text.strip() for ln in read.lines)
