@@ -45,17 +45,25 @@ from ocr.metrics import ErrorRates  # noqa: E402
 LECTAUREP_UNSEEN = ",".join(f"lectaurep/train/random-set-1/FRAN_0025_{n}" for n in ("0934", "0989", "1209", "1333"))
 
 
-def read(model: Path, lines: list[AdaptLine], lm: bool) -> tuple[ErrorRates, ErrorRates]:
-    """Return greedy and (with ``lm``) default-decoder error rates of ``model`` on ``lines``."""
+def readings(model: Path, lines: list[AdaptLine], lm: bool) -> tuple[list[str], list[str]]:
+    """Return ``model``'s greedy texts of ``lines`` and (with ``lm``, else none) its default decoder's."""
     rec = Recognizer.load(str(model), device="cpu")
     got = rec.recognize([ln.image for ln in lines])
+    if not lm:
+        return [r.text for r in got], []
+    with open_decoder(rec.charset.labels) as decoder:
+        return [r.text for r in got], [d.text for d in decoder.decode_batch([r.logprobs for r in got])]
+
+
+def read(model: Path, lines: list[AdaptLine], lm: bool) -> tuple[ErrorRates, ErrorRates]:
+    """Return greedy and (with ``lm``) default-decoder error rates of ``model`` on ``lines``."""
+    greedy_texts, decoded_texts = readings(model, lines, lm)
     greedy, decoded = ErrorRates(), ErrorRates()
-    for ln, r in zip(lines, got, strict=True):
-        greedy.add(ln.text, r.text)
+    for ln, text in zip(lines, greedy_texts, strict=True):
+        greedy.add(ln.text, text)
     if lm:
-        with open_decoder(rec.charset.labels) as decoder:
-            for ln, d in zip(lines, decoder.decode_batch([r.logprobs for r in got]), strict=True):
-                decoded.add(ln.text, d.text)
+        for ln, text in zip(lines, decoded_texts, strict=True):
+            decoded.add(ln.text, text)
     return greedy, decoded
 
 
@@ -63,11 +71,8 @@ def reader(lines: list[AdaptLine]):
     """Return ``read(model)``: ``lines`` labelled by ``model``'s reading with the default decoder."""
 
     def read_with(model: Path) -> list[AdaptLine]:
-        rec = Recognizer.load(str(model), device="cpu")
-        got = rec.recognize([ln.image for ln in lines])
-        with open_decoder(rec.charset.labels) as decoder:
-            decoded = decoder.decode_batch([r.logprobs for r in got])
-        return [AdaptLine(ln.page, ln.line_id, ln.image, d.text) for ln, d in zip(lines, decoded, strict=True)]
+        texts = readings(model, lines, lm=True)[1]
+        return [AdaptLine(ln.page, ln.line_id, ln.image, text) for ln, text in zip(lines, texts, strict=True)]
 
     return read_with
 

@@ -74,10 +74,11 @@ def register_readings(
     decoder of ``settings``. A page that cannot be read is skipped with its reason; page ids in
     ``exclude`` (the corrected pages) are not read.
     """
-    from flows.pipeline import PageJob, prepare_page
+    from flows.pipeline import PageJob, failure_reason, prepare_page
     from flows.records import assign_page_ids
     from flows.storage import IMAGE_EXTENSIONS, StorageError, open_storage
     from ocr.adapt import AdaptLine
+    from segmentation.loading import ImageError
 
     store = open_storage(src, endpoint_url=settings.s3_endpoint_url, addressing_style=settings.s3_addressing_style)
     ids = assign_page_ids(store.list_keys(IMAGE_EXTENSIONS))
@@ -89,12 +90,15 @@ def register_readings(
     for n, key in enumerate(keys, 1):
         say(f"finding lines on page {n}/{len(keys)}: {key}")
         try:
-            prepared = prepare_page(store.get(key), PageJob(key, ids[key]), settings)
+            data = store.get(key)
         except StorageError as exc:
-            out.skipped.append({"page": ids[key], "reason": f"read: {exc}"})
+            out.skipped.append({"page": ids[key], "reason": failure_reason("read", exc)})
             continue
-        except Exception as exc:  # noqa: BLE001 - a bad page is skipped with its reason, as digitize does
-            out.skipped.append({"page": ids[key], "reason": f"{exc.__class__.__name__}: {exc}"})
+        try:
+            prepared = prepare_page(data, PageJob(key, ids[key]), settings)
+        except Exception as exc:  # noqa: BLE001 - a bad page is skipped with its reason, as digitize fails it
+            stage = "image" if isinstance(exc, ImageError) else "segment"
+            out.skipped.append({"page": ids[key], "reason": failure_reason(stage, exc)})
             continue
         out.pages.append(ids[key])
         for i, crop in enumerate(prepared.crops):

@@ -251,7 +251,7 @@ class _Prepared:
     low_segmentation_confidence: bool = False
 
 
-def _reason(stage: str, exc: BaseException) -> str:
+def failure_reason(stage: str, exc: BaseException) -> str:
     """Return a one-line failure reason: "<stage>: <ExceptionType>: message"."""
     msg = " ".join(str(exc).split()) or exc.__class__.__name__
     return f"{stage}: {exc.__class__.__name__}: {msg}"[:500]
@@ -460,16 +460,16 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
         except Exception as exc:  # noqa: BLE001 - a page that cannot be read fails alone
             if is_transient(exc):
                 raise
-            failed(page, _reason("read", exc), {"load": time.perf_counter() - t0})
+            failed(page, failure_reason("read", exc), {"load": time.perf_counter() - t0})
             continue
         t_get = time.perf_counter() - t0
         try:
             prep = prepare_page(data, page, job.settings)
         except ImageError as exc:
-            failed(page, _reason("image", exc), {"load": time.perf_counter() - t0})
+            failed(page, failure_reason("image", exc), {"load": time.perf_counter() - t0})
             continue
         except Exception as exc:  # noqa: BLE001 - one bad page must not stop the chunk
-            failed(page, _reason("segment", exc), {"load": t_get, "segment": time.perf_counter() - t0 - t_get})
+            failed(page, failure_reason("segment", exc), {"load": t_get, "segment": time.perf_counter() - t0 - t_get})
             continue
         del data
         prep.timings["load"] += t_get
@@ -489,7 +489,7 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
         t2 = time.perf_counter()
     except Exception as exc:  # noqa: BLE001 - a recognizer failure fails these pages, not the run
         for p in prepared:
-            failed(p.job, _reason("recognize", exc), p.timings)
+            failed(p.job, failure_reason("recognize", exc), p.timings)
         prepared = []
         crops, logprobs, decoded_flat, read_widths = [], [], [], []
         t1 = t2 = time.perf_counter()
@@ -527,12 +527,12 @@ def run_chunk(job: ChunkJob, engine: Engine | None = None) -> ChunkResult:
         except StorageError as exc:
             if exc.transient:
                 raise
-            failed(prep.job, _reason("write", exc), {**prep.timings, "write": time.perf_counter() - t_w})
+            failed(prep.job, failure_reason("write", exc), {**prep.timings, "write": time.perf_counter() - t_w})
             continue
         except Exception as exc:  # noqa: BLE001 - e.g. a serializer error on this page only
             if is_transient(exc):
                 raise
-            failed(prep.job, _reason("write", exc), {**prep.timings, "write": time.perf_counter() - t_w})
+            failed(prep.job, failure_reason("write", exc), {**prep.timings, "write": time.perf_counter() - t_w})
             continue
         prep.timings["write"] = time.perf_counter() - t_w
         stages["write"] += prep.timings["write"]

@@ -271,8 +271,8 @@ def adapt(
         train_lines=len(items),
         read_lines=n_read,
         held_out_lines=len(held),
-        # Blank lines, and training lines whose labels do not fit their crops.
-        dropped_lines=len(lines) + len(readings) - len(held) - len(items),
+        # Blank lines, and training lines whose labels do not fit their crops (``held_out`` is not of ``lines``).
+        dropped_lines=len(lines) + len(readings) - len(items) - (len(held) if held_out is None else 0),
         new_characters=new_chars,
         steps=step,
         best_step=best_step,
