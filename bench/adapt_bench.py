@@ -1,7 +1,7 @@
 """Adaptation benchmark: how much a few corrected lines of a held-out register lower the CER on the rest of it.
 
-Usage: python bench/adapt_bench.py [--mode corrected|read|both] [--hands H1,H2] [--pool-lines 0] [--steps 300]
-                                   [--lr 3e-4] [--threads 2] [--curve] [--no-lm]
+Usage: python bench/adapt_bench.py [--mode corrected|read|read-other|both] [--hands H1,H2] [--pool-lines 0]
+                                   [--steps 300] [--lr 3e-4] [--threads 2] [--curve] [--no-lm]
 
 For each held-out hand of ocr/splits.toml (by default the four LECTAUREP registers of
 val-unseen, whose lines no model ever trained on), the first half of its pages plays the
@@ -15,7 +15,9 @@ choosing the steps on it would flatter).
 
 ``--mode read`` measures ``registre adapt --pages`` with no correction: every line of the hand is
 read by the model and the default decoder, the model trains on those readings, and the same lines
-are read again (as a user adapts to a register's scans, then reads them). ``--mode both``: the
+are read again (as a user adapts to a register's scans, then reads them). ``--mode read-other``: the
+readings of the first half train, and the other half (pages not read) is read before and after.
+``--mode both``: the
 corrected half adapts first, that model reads the other half, and a second round trains on both
 (``registre adapt GT_DIR --pages SCANS``); the other half is read before and after.
 """
@@ -98,9 +100,10 @@ def main() -> None:
     )
     ap.add_argument(
         "--mode",
-        choices=("corrected", "read", "both"),
+        choices=("corrected", "read", "read-other", "both"),
         default="corrected",
-        help="Lines adapted on: the corrected half; every line as read (no correction); both, in two rounds.",
+        help="Lines adapted on: the corrected half; every line as read (no correction); the first half as read; "
+        "the corrected half and the other half as read, in two rounds.",
     )
     ap.add_argument("--pool-lines", type=int, default=0, help="Corrected lines to adapt on (0: all).")
     ap.add_argument("--steps", type=int, default=AdaptConfig.steps)
@@ -129,6 +132,10 @@ def main() -> None:
         if not lines:
             raise SystemExit(f"{hand}: not a held-out hand of ocr/splits.toml")
         pool, rest = split_hand(lines) if args.mode != "read" else ([], lines)
+        # What trains as the model reads it (no correction): every line, the first half, or the other half.
+        read_lines = {"read": rest, "read-other": pool, "both": rest}.get(args.mode)
+        if args.mode == "read-other":
+            pool = []
         if args.pool_lines and args.pool_lines < len(pool):
             # Spread over the pages: their first lines are one column's short cells.
             pool = [pool[round(i * len(pool) / args.pool_lines)] for i in range(args.pool_lines)]
@@ -139,8 +146,8 @@ def main() -> None:
             if args.curve:
                 result, rounds = adapt(pool, out, args.model, cfg, held_out=rest), 1
             else:
-                read_rest = reader(rest) if args.mode != "corrected" else None
-                result, rounds = adapt_register(pool, out, args.model, cfg, read_rest)
+                read_fn = reader(read_lines) if read_lines is not None else None
+                result, rounds = adapt_register(pool, out, args.model, cfg, read_fn)
             seconds = time.monotonic() - t0
             before = read(args.model, rest, not args.no_lm)
             after = read(out, rest, not args.no_lm) if result.written else before
