@@ -74,15 +74,33 @@ def register_readings(
     decoder of ``settings``. A page that cannot be read is skipped with its reason; page ids in
     ``exclude`` (the corrected pages) are not read.
     """
-    from flows.pipeline import PageJob, failure_reason, prepare_page
     from flows.records import assign_page_ids
-    from flows.storage import IMAGE_EXTENSIONS, StorageError, open_storage
-    from ocr.adapt import AdaptLine
-    from segmentation.loading import ImageError
+    from flows.storage import IMAGE_EXTENSIONS, open_storage
 
     store = open_storage(src, endpoint_url=settings.s3_endpoint_url, addressing_style=settings.s3_addressing_style)
     ids = assign_page_ids(store.list_keys(IMAGE_EXTENSIONS))
-    keys = spread(sorted(k for k, page_id in ids.items() if page_id not in exclude), max_pages)
+    keys = sorted(k for k, page_id in ids.items() if page_id not in exclude)
+    return read_pages(store, keys, ids, settings, max_pages, say)
+
+
+def read_pages(
+    store: object,
+    keys: list[str],
+    ids: dict[str, str],
+    settings: Settings,
+    max_pages: int = DEFAULT_MAX_PAGES,
+    say: Callable[[str], None] = log.info,
+) -> RegisterLines:
+    """Return the lines of up to ``max_pages`` of ``keys`` (spread over them) in ``store``, labelled by their reading.
+
+    ``ids`` gives each key's page id. Pages are read as :func:`register_readings` says.
+    """
+    from flows.pipeline import PageJob, failure_reason, prepare_page
+    from flows.storage import StorageError
+    from ocr.adapt import AdaptLine
+    from segmentation.loading import ImageError
+
+    keys = spread(sorted(keys), max_pages)
     out = RegisterLines()
     if not keys:
         return out
@@ -113,6 +131,129 @@ def register_readings(
     for skip in out.skipped:
         log.warning("page %s skipped: %s", skip["page"], skip["reason"])
     return out
+
+
+# --- one adapted model per register, for `registre digitize --adapt` and `registre eval --adapt` ----------
+
+#: Where ``digitize --adapt`` keeps each register's adapted weights under DST, so a rerun reads with them.
+ADAPTED_PREFIX = "adapted"
+#: Fewer lines read than this on a register's pages and it is read by the base model (too little to train on).
+MIN_ADAPT_LINES = 40
+
+
+def register_of(key: str) -> str:
+    """Return the register a page belongs to: the folder (prefix) holding its scan, ``""`` at the top."""
+    return key.rsplit("/", 1)[0] if "/" in key else ""
+
+
+def group_by_register(keys: list[str]) -> dict[str, list[str]]:
+    """Return the keys grouped by register (:func:`register_of`), registers and keys in the order of ``keys``."""
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(register_of(key), []).append(key)
+    return groups
+
+
+def adapted_key(register: str) -> str:
+    """Return the DST key of a register's adapted weights: a safe name of its folder and a digest of it."""
+    import hashlib
+
+    from flows.records import page_id_for
+
+    name = page_id_for(register) if register else "top"
+    return f"{ADAPTED_PREFIX}/{name}-{hashlib.sha256(register.encode()).hexdigest()[:8]}.pt"
+
+
+@dataclass
+class RegisterModel:
+    """The recognizer a register is read with: its own adapted weights, or the base model's."""
+
+    register: str
+    model: str  # a local weights file
+    version: str
+    adapted: bool
+    #: What happened, in words: adapted on how many lines, reused from an earlier run, or why not adapted.
+    note: str
+    lines: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        """Return the register's line of a summary."""
+        return {"register": self.register or ".", "version": self.version, "adapted": self.adapted, "note": self.note}
+
+
+def model_for_register(
+    register: str,
+    keys: list[str],
+    ids: dict[str, str],
+    src: object,
+    settings: Settings,
+    workdir: Path,
+    base_version: str,
+    dst: object | None = None,
+    force: bool = False,
+    say: Callable[[str], None] = log.info,
+) -> RegisterModel:
+    """Return the model to read a register's pages with: adapted to them by self-training, or the base model.
+
+    Up to ``settings.adapt_pages`` of ``keys`` (in storage ``src``) are found and read as digitize reads
+    them, and the base model (``settings.model``) fine-tunes on its own readings (``registre adapt
+    --pages``). The weights are written under ``workdir`` and, with ``dst``, stored at
+    :func:`adapted_key` there; a later run finds them and reuses them (unless ``force``) while they
+    were adapted from the same base model, so its pages done with them are not read again. A register
+    whose pages give fewer than :data:`MIN_ADAPT_LINES` lines keeps the base model.
+    """
+    import time
+
+    from flows.storage import StorageError
+    from ocr.adapt import AdaptConfig, AdaptError, adapt_register
+    from ocr.checkpoint import ModelFileError, read_model_file
+
+    base = RegisterModel(register, str(settings.model), base_version, False, "")
+    local = workdir / adapted_key(register).replace("/", "__")
+    key = adapted_key(register)
+    if dst is not None and not force:
+        try:
+            data = dst.get(key) if dst.exists(key) else None
+        except StorageError as exc:
+            log.warning("%s: cannot read the register's adapted weights (%s); adapting again", key, exc)
+            data = None
+        if data is not None:
+            local.write_bytes(data)
+            try:
+                meta = read_model_file(local)
+            except ModelFileError as exc:
+                log.warning("%s: %s; adapting again", key, exc)
+                meta = {}
+            if meta.get("adapted_from") == base_version:
+                say(f"register {register or '.'}: reading with its adapted model of an earlier run")
+                return RegisterModel(register, str(local), str(meta["version"]), True, "reused from an earlier run")
+    started = time.monotonic()
+    say(f"register {register or '.'}: reading {min(len(keys), settings.adapt_pages)} of its pages to adapt to")
+    read = read_pages(src, keys, ids, settings, settings.adapt_pages, say)
+    if len(read.lines) < MIN_ADAPT_LINES:
+        base.note = (
+            f"not adapted: {len(read.lines)} lines read on {len(read.pages)} page(s), fewer than {MIN_ADAPT_LINES}"
+        )
+        say(f"register {register or '.'}: {base.note}")
+        return base
+    cfg = AdaptConfig(steps=settings.adapt_steps)
+
+    def progress(step: int, steps: int, lines_per_s: float) -> None:
+        if step % 50 == 0 or step == steps:
+            say(f"register {register or '.'}: adapting, step {step}/{steps} ({lines_per_s:.1f} lines/s)")
+
+    try:
+        result, _ = adapt_register([], local, Path(settings.model), cfg, lambda _: read.lines, progress, say)
+    except AdaptError as exc:
+        base.note = f"not adapted: {exc}"
+        return base
+    if dst is not None:
+        dst.put(key, local.read_bytes())
+    seconds = time.monotonic() - started
+    note = f"adapted on {len(read.lines)} lines of {len(read.pages)} page(s) in {seconds:.0f} s"
+    say(f"register {register or '.'}: {note}")
+    return RegisterModel(register, str(local), result.version, True, note, len(read.lines), seconds)
 
 
 @dataclass

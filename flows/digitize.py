@@ -48,6 +48,7 @@ import contextlib
 import logging
 import queue
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -55,6 +56,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import prefect.runtime as prefect_runtime
@@ -71,6 +73,7 @@ from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import Task, exponential_backoff
 
+from flows.adaptation import RegisterModel, group_by_register, model_for_register
 from flows.lease import DestinationBusy, DestinationLease
 from flows.manifest import DONE, FAILED, ManifestEntry, consolidate, latest_by_source, plan_pages, read_manifest
 from flows.manifest import write_part as write_manifest_part
@@ -108,6 +111,7 @@ class Progress:
     flow_run_id: str = ""
     flow_run_url: str = ""  # the run's page in the Prefect UI, when PREFECT_UI_URL is known
     stopping: str = ""  # the signal (or lost lease) that stopped the run, once one did
+    stage: str = ""  # what the run does before its pages, in words ("adapting to register X (1/3)")
 
 
 ProgressListener = Callable[[Progress], None]
@@ -170,6 +174,9 @@ class DigitizeSummary:
     persons: int = 0
     indexed_pages: int = 0
     index_error: str = ""
+    # With --adapt: each register's model (flows.adaptation.RegisterModel.to_dict) and the seconds adapting took.
+    registers: list[dict[str, Any]] = field(default_factory=list)
+    adapt_seconds: float = 0.0
 
     @property
     def pages_per_minute(self) -> float:
@@ -335,6 +342,29 @@ def digitize_chunk(job: ChunkJob) -> ChunkResult:
 
 
 @task(
+    name="adapt-to-register",
+    task_run_name="adapt-{register}",
+    **RETRIED_ON_TRANSIENT,
+)
+def adapt_to_register(
+    register: str,
+    keys: list[str],
+    ids: dict[str, str],
+    src: Storage,
+    dst: Storage,
+    settings: Settings,
+    workdir: str,
+    base_version: str,
+    force: bool,
+) -> RegisterModel:
+    """Return the model a register's pages are read with: adapted to its own readings (``--adapt``), or the base one."""
+    logger = get_run_logger()
+    return model_for_register(
+        register, keys, ids, src, settings, Path(workdir), base_version, dst, force=force, say=logger.info
+    )
+
+
+@task(
     name="take-lease",
     **RETRIED_ON_TRANSIENT,
 )
@@ -448,6 +478,15 @@ def _markdown(summary: DigitizeSummary) -> str:
         f"the names index `names.sqlite` holds {summary.indexed_pages} pages (`registre search`).",
         *([f"**Names index not updated**: {summary.index_error}"] if summary.index_error else []),
     ]
+    if summary.registers:
+        lines += [
+            "",
+            f"## Registers ({summary.adapt_seconds:.0f} s adapting)",
+            "",
+            "| register | model | adapted |",
+            "| --- | --- | --- |",
+        ]
+        lines += [f"| `{r['register']}` | `{r['version']}` | {r['note'] or 'no'} |" for r in summary.registers]
     if summary.failures_by_reason:
         lines += ["", "## Failures by reason", "", "| reason | pages |", "| --- | ---: |"]
         for reason, n in sorted(summary.failures_by_reason.items(), key=lambda kv: -kv[1]):
@@ -603,7 +642,6 @@ def _digitize_pages(
     logger: Any,
 ) -> None:
     """Plan and run the chunks of the listed pages (holding the destination's lease), filling in ``summary``."""
-    run_id = summary.run_id
     sizes = dict(listed)
     keys = [k for k, _ in listed]
     ids = assign_page_ids(keys)
@@ -611,21 +649,98 @@ def _digitize_pages(
     merge = merge_manifest.with_options(**retried)
     merge(dst_store)  # parts a killed run left behind
     latest = read_latest.with_options(**retried)(dst_store)
-    todo = plan_pages(keys, latest, summary.model_version, only_failed=only_failed, force=force)
-    summary.listed, summary.planned = len(keys), len(todo)
-    summary.skipped = len(keys) - len(todo)
-    logger.info(
-        "%d pages under %s: %d to do, %d skipped (model %s)",
-        len(keys),
-        src_store.url,
-        len(todo),
-        summary.skipped,
-        summary.model_version,
-    )
-    progress = Progress(
-        total=len(todo), skipped=summary.skipped, flow_run_id=summary.flow_run_id, flow_run_url=summary.flow_run_url
-    )
-    _notify(progress)
+    progress = Progress(total=0, flow_run_id=summary.flow_run_id, flow_run_url=summary.flow_run_url)
+    with tempfile.TemporaryDirectory(prefix="registre-adapted-") as workdir:
+        # (register's keys to do, the settings that read them, their model's version), in listing order.
+        plans = _plan_registers(
+            summary, settings, src_store, dst_store, keys, ids, latest, only_failed, force, retried, workdir, progress
+        )
+        todo = [k for keys_, _, _ in plans for k in keys_]
+        summary.listed, summary.planned = len(keys), len(todo)
+        summary.skipped = len(keys) - len(todo)
+        logger.info(
+            "%d pages under %s: %d to do, %d skipped (model %s%s)",
+            len(keys),
+            src_store.url,
+            len(todo),
+            summary.skipped,
+            summary.model_version,
+            f", adapted to {sum(r['adapted'] for r in summary.registers)} of {len(summary.registers)} registers"
+            if settings.adapt
+            else "",
+        )
+        progress.total, progress.skipped, progress.stage = len(todo), summary.skipped, ""
+        _notify(progress)
+        _run_chunks(summary, settings, formats, src_store, dst_store, ids, sizes, plans, retried, progress, logger)
+
+
+def _plan_registers(
+    summary: DigitizeSummary,
+    settings: Settings,
+    src_store: Storage,
+    dst_store: Storage,
+    keys: list[str],
+    ids: dict[str, str],
+    latest: dict[str, ManifestEntry],
+    only_failed: bool,
+    force: bool,
+    retried: dict[str, Any],
+    workdir: str,
+    progress: Progress,
+) -> list[tuple[list[str], Settings, str]]:
+    """Return, per register, the keys to do, the settings that read them and their model's version.
+
+    Without ``adapt`` the whole source is one plan with the run's model. With it, each register
+    (folder of scans) gets its own model (:func:`adapt_to_register`), unless nothing of it is to do.
+    """
+    if not settings.adapt:
+        return [(plan_pages(keys, latest, summary.model_version, only_failed=only_failed, force=force), settings, "")]
+    started = time.perf_counter()
+    adapt = adapt_to_register.with_options(**retried)
+    groups = group_by_register(keys)
+    plans = []
+    for n, (register, register_keys) in enumerate(groups.items(), 1):
+        if stop_requested():
+            break
+        if only_failed and not plan_pages(register_keys, latest, summary.model_version, only_failed=True):
+            continue  # nothing of it failed: no model needed
+        progress.stage = f"adapting to register {register or '.'} ({n}/{len(groups)})"
+        _notify(progress)
+        model = adapt(
+            register,
+            register_keys,
+            {k: ids[k] for k in register_keys},
+            src_store,
+            dst_store,
+            settings,
+            workdir,
+            summary.model_version,
+            force,
+        )
+        summary.registers.append(model.to_dict())
+        todo = plan_pages(register_keys, latest, model.version, only_failed=only_failed, force=force)
+        plans.append((todo, settings.model_copy(update={"model": Path(model.model)}), model.version))
+    summary.adapt_seconds = time.perf_counter() - started
+    return plans
+
+
+def _run_chunks(
+    summary: DigitizeSummary,
+    settings: Settings,
+    formats: list[str],
+    src_store: Storage,
+    dst_store: Storage,
+    ids: dict[str, str],
+    sizes: dict[str, int],
+    plans: list[tuple[list[str], Settings, str]],
+    retried: dict[str, Any],
+    progress: Progress,
+    logger: Any,
+) -> None:
+    """Run the chunks of the planned pages through a bounded window of tasks, filling in ``summary``."""
+    run_id = summary.run_id
+    merge = merge_manifest.with_options(**retried)
+    todo = [k for keys_, _, _ in plans for k in keys_]
     progress_id = create_progress_artifact(
         0.0 if todo else 100.0, key="digitize-progress", description=f"pages of {src_store.url} processed"
     )
@@ -633,12 +748,19 @@ def _digitize_pages(
     chunk_task = digitize_chunk.with_options(**retried)
     # Tens of pages per task for an archive, but a small run still spreads over every worker;
     # pages go to chunks by bytes, so chunks of big scans hold fewer pages than chunks of small ones.
+    # A chunk holds pages of one register (one model).
     workers = max(settings.dask_workers or settings.task_workers, 1)
     size = max(1, min(settings.chunk_size, -(-len(todo) // workers)))
-    chunk_keys = plan_chunks(todo, sizes, -(-len(todo) // size))
+    chunk_plans = [
+        (chunk, plan_settings, version or summary.model_version)
+        for keys_, plan_settings, version in plans
+        if keys_
+        for chunk in plan_chunks(keys_, sizes, -(-len(keys_) // size))
+    ]
+    versions = [version for _, _, version in chunk_plans]
     jobs = (
-        ChunkJob(src_store, dst_store, [PageJob(k, ids[k]) for k in keys_], settings, formats, run_id, n)
-        for n, keys_ in enumerate(chunk_keys)
+        ChunkJob(src_store, dst_store, [PageJob(k, ids[k]) for k in keys_], plan_settings, formats, run_id, n)
+        for n, (keys_, plan_settings, _) in enumerate(chunk_plans)
     )
     finished: queue.Queue = queue.Queue()
     in_flight: dict[Any, ChunkJob] = {}
@@ -702,7 +824,7 @@ def _digitize_pages(
                 reason = f"task: {exc.__class__.__name__}: {' '.join(str(exc).split())}"[:500]
                 logger.error("chunk %d failed after retries: %s", job.index, reason)
                 entries = [
-                    ManifestEntry(p.page_id, p.key, FAILED, reason, summary.model_version, run_id=run_id)
+                    ManifestEntry(p.page_id, p.key, FAILED, reason, versions[job.index], run_id=run_id)
                     for p in job.pages
                 ]
                 for p in job.pages:

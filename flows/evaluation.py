@@ -100,7 +100,8 @@ def _eval_gt(
 
 def _eval_auto(
     pages: list[tuple[GroundTruthPage, np.ndarray]], settings: Settings
-) -> tuple[ErrorRates, list[dict], float, dict]:
+) -> tuple[ErrorRates, list[dict], float, dict[str, int]]:
+    """Return the error rates, prediction rows, reading seconds and line counts (found, gt_total, matched)."""
     from segmentation.evaluate import match_lines
     from segmentation.lines import segment_page
     from segmentation.types import PageImage
@@ -151,12 +152,7 @@ def _eval_auto(
             rows.append(
                 {"page": page.id, "line_id": gt_line.id, "text": hyp.text, "confidence": round(hyp.confidence, 4)}
             )
-    seg_stats = {
-        "line_precision": round(matched / found, 4) if found else 0.0,
-        "line_recall": round(matched / gt_total, 4) if gt_total else 0.0,
-        "predicted_lines": found,
-    }
-    return rates, rows, seconds, seg_stats
+    return rates, rows, seconds, {"found": found, "gt_total": gt_total, "matched": matched}
 
 
 def load_ground_truth_pages(gt_dir: Path) -> tuple[list[tuple[GroundTruthPage, np.ndarray]], list[dict]]:
@@ -189,15 +185,72 @@ def load_ground_truth_pages(gt_dir: Path) -> tuple[list[tuple[GroundTruthPage, n
     return pages, skipped
 
 
+def _adapted_groups(
+    gt_dir: Path, pages: list[tuple[GroundTruthPage, np.ndarray]], settings: Settings
+) -> tuple[list[tuple[list, Settings]], list[dict], str]:
+    """Return the pages grouped by register (folder), each with the settings of its adapted model (``--adapt``).
+
+    Each register's scans are read and the model adapts to its readings as ``registre digitize --adapt``
+    does (the ground-truth text is never used). Also returns the registers' summaries and the work folder
+    holding the weights (the caller removes it).
+    """
+    from flows.adaptation import group_by_register, model_for_register
+    from flows.records import assign_page_ids
+    from flows.storage import open_storage
+    from ocr.checkpoint import ModelFileError, load_model
+
+    try:
+        base_version = load_model(settings.model)[2]
+    except ModelFileError as exc:
+        raise EvalError(str(exc)) from exc
+    store = open_storage(str(gt_dir))
+    key_of = {id(page): page.image_path.relative_to(gt_dir).as_posix() for page, _ in pages}
+    ids = assign_page_ids(key_of.values())
+    workdir = tempfile.mkdtemp(prefix="registre-adapted-")
+    groups, registers = [], []
+    for register, keys in group_by_register(sorted(key_of.values())).items():
+        model = model_for_register(register, keys, ids, store, settings, Path(workdir), base_version)
+        registers.append(model.to_dict())
+        members = set(keys)
+        group = [(page, gray) for page, gray in pages if key_of[id(page)] in members]
+        groups.append((group, settings.model_copy(update={"model": Path(model.model)})))
+    return groups, registers, workdir
+
+
 def run_eval(gt_dir: Path, settings: Settings, segmentation: str = "gt", predictions: Path | None = None) -> dict:
-    """Return the evaluation summary of DESIGN.md (cer, wer, lines, chars, lines_per_s, seconds, ...)."""
+    """Return the evaluation summary of DESIGN.md (cer, wer, lines, chars, lines_per_s, seconds, ...).
+
+    With ``settings.adapt`` each register (folder) of ``gt_dir`` is read by the model adapted to its own
+    scans, as ``registre digitize --adapt`` reads it; ``adapt_seconds`` and ``registers`` say how.
+    """
+    import shutil
+
     started = time.perf_counter()
     pages, skipped = load_ground_truth_pages(gt_dir)
     extra: dict = {}
+    groups, workdir = [(pages, settings)], None
+    if settings.adapt:
+        groups, extra["registers"], workdir = _adapted_groups(gt_dir, pages, settings)
+        extra["adapt_seconds"] = round(time.perf_counter() - started, 1)
+    try:
+        rates, rows, seconds, counts = ErrorRates(), [], 0.0, {"found": 0, "gt_total": 0, "matched": 0}
+        for group, group_settings in groups:
+            if segmentation == "auto":
+                group_rates, group_rows, group_seconds, group_counts = _eval_auto(group, group_settings)
+                counts = {k: counts[k] + group_counts[k] for k in counts}
+            else:
+                group_rates, group_rows, group_seconds = _eval_gt(group, group_settings)
+            rates += group_rates
+            rows += group_rows
+            seconds += group_seconds
+    finally:
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
     if segmentation == "auto":
-        rates, rows, seconds, extra = _eval_auto(pages, settings)
-    else:
-        rates, rows, seconds = _eval_gt(pages, settings)
+        found, matched = counts["found"], counts["matched"]
+        extra["line_precision"] = round(matched / found, 4) if found else 0.0
+        extra["line_recall"] = round(matched / counts["gt_total"], 4) if counts["gt_total"] else 0.0
+        extra["predicted_lines"] = found
     if predictions:
         _write_jsonl_atomic(predictions, rows)
     return {

@@ -20,7 +20,8 @@ import logging
 import multiprocessing
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -94,6 +95,11 @@ class Decoder(Protocol):
         ...
 
 
+#: One recognizer forward at a time per process, whatever the engine: concurrent chunks (of two
+#: registers read by their own adapted models, say) would oversubscribe the cores or the GPU memory.
+_FORWARD_LOCK = threading.Lock()
+
+
 @dataclass
 class Engine:
     """A loaded recognizer and decoder, shared by every task of a process."""
@@ -103,7 +109,7 @@ class Engine:
     decoder_name: str
     lm_version: str | None
     stride: int
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = _FORWARD_LOCK
 
     @property
     def model_version(self) -> str:
@@ -111,8 +117,25 @@ class Engine:
         return str(self.recognizer.version)
 
 
-_ENGINES: dict[tuple, Engine] = {}
+#: Engines kept per process, least recently used dropped first: a run that reads each register
+#: with its own adapted model (``--adapt``) loads one recognizer per register. A dropped engine
+#: lives on while a chunk still holds it; the decoders (with their process pools) are shared
+#: by every engine of the same decoding settings and closed only by :func:`close_engines`.
+MAX_ENGINES = 4
+_ENGINES: OrderedDict[tuple, Engine] = OrderedDict()
+_DECODERS: dict[tuple, tuple[Decoder, str, str | None]] = {}
 _ENGINES_LOCK = threading.Lock()
+
+
+def _decoder_key(settings: Settings) -> tuple:
+    return (
+        settings.use_lm,
+        str(settings.lm) if settings.use_lm else None,
+        settings.beam_width if settings.use_lm else None,
+        str(settings.hotwords) if settings.use_lm else None,
+        settings.lexicon_rescore if settings.use_lm else None,
+        settings.decode_workers,
+    )
 
 
 def _engine_key(settings: Settings) -> tuple:
@@ -123,12 +146,7 @@ def _engine_key(settings: Settings) -> tuple:
         settings.cpu_bf16,
         settings.cpu_int8,
         settings.reread,
-        settings.use_lm,
-        str(settings.lm) if settings.use_lm else None,
-        settings.beam_width if settings.use_lm else None,
-        str(settings.hotwords) if settings.use_lm else None,
-        settings.lexicon_rescore if settings.use_lm else None,
-        settings.decode_workers,
+        *_decoder_key(settings),
     )
 
 
@@ -154,13 +172,20 @@ def get_engine(settings: Settings) -> Engine:
     key = _engine_key(settings)
     with _ENGINES_LOCK:
         engine = _ENGINES.get(key)
-        if engine is None:
-            recognizer = load_recognizer(settings)
-            decoder, name, lm_version = _open_decoder(recognizer, settings)
-            name += "+reread" if settings.reread else ""
-            stride = int(getattr(recognizer.model.config, "width_stride", 2))
-            engine = Engine(recognizer, decoder, name, lm_version, stride)
-            _ENGINES[key] = engine
+        if engine is not None:
+            _ENGINES.move_to_end(key)
+            return engine
+        recognizer = load_recognizer(settings)
+        # The charset is part of the decoder: models of other charsets get their own.
+        decoder_key = (*_decoder_key(settings), tuple(recognizer.charset.labels))
+        if decoder_key not in _DECODERS:
+            _DECODERS[decoder_key] = _open_decoder(recognizer, settings)
+        decoder, name, lm_version = _DECODERS[decoder_key]
+        name += "+reread" if settings.reread else ""
+        stride = int(getattr(recognizer.model.config, "width_stride", 2))
+        engine = _ENGINES[key] = Engine(recognizer, decoder, name, lm_version, stride)
+        while len(_ENGINES) > MAX_ENGINES:
+            _ENGINES.popitem(last=False)
         return engine
 
 
@@ -181,8 +206,8 @@ def warm_up(settings: Settings) -> Engine:
 def close_engines() -> None:
     """Close every cached engine's decoder (its process pool) and forget them."""
     with _ENGINES_LOCK:
-        for engine in _ENGINES.values():
-            close = getattr(engine.decoder, "close", None) or getattr(engine.decoder, "__exit__", None)
+        for decoder, _, _ in _DECODERS.values():
+            close = getattr(decoder, "close", None) or getattr(decoder, "__exit__", None)
             if close is None:
                 continue
             try:
@@ -190,6 +215,7 @@ def close_engines() -> None:
             except Exception:  # noqa: BLE001 - closing a pool at exit must not raise
                 log.debug("closing decoder failed", exc_info=True)
         _ENGINES.clear()
+        _DECODERS.clear()
 
 
 # --- one chunk ------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def digitize_in_terminal(
             )
         bar.update(
             task_id,
-            description="digitizing" if not p.finished else "finished",
+            description=p.stage or ("digitizing" if not p.finished else "finished"),
             total=p.total,
             completed=p.done + p.failed,
             failed=p.failed,
@@ -167,6 +167,16 @@ def _print_summary(console: Console, summary: Any, temporary: bool) -> None:
         "start-up excluded); seconds: the whole flow run",
         highlight=False,
     )
+    if summary.registers:
+        adapted = sum(r["adapted"] for r in summary.registers)
+        console.print(
+            f"adapted to {adapted} of {len(summary.registers)} register(s) ({summary.adapt_seconds:.0f} s):",
+            highlight=False,
+        )
+        for r in summary.registers[:20]:
+            console.print(f"  {r['register']}: {r['note'] or 'base model'} ({r['version']})", highlight=False)
+        if len(summary.registers) > 20:
+            console.print(f"  ... and {len(summary.registers) - 20} more (the run's summary artifact lists them)")
     if summary.lease_takeover:
         console.print(f"[yellow]took over a stale lease: {summary.lease_takeover}[/yellow]", highlight=False)
     if summary.flow_run_id:

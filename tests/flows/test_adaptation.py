@@ -1,13 +1,14 @@
 """`registre adapt --pages`: adapting the shipped recognizer to a register from its own scans, read by the pipeline."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from flows.adaptation import register_readings, spread
+from flows.adaptation import adapted_key, group_by_register, register_readings, spread
 from flows.settings import Settings
 from ocr.checkpoint import DEFAULT_MODEL, load_model
 from tests.conftest import SHARED_DATA
@@ -121,3 +122,108 @@ def test_register_readings_from_s3(page_bytes, s3_prefix):
     assert read.pages == ["reg__" + names[0].rsplit(".", 1)[0]]
     assert [s["page"] for s in read.skipped] == ["reg__torn"]
     assert len(read.lines) > 5 and all(ln.text.strip() for ln in read.lines)
+
+
+def test_registers_are_the_folders_of_the_scans():
+    keys = ["a/p1.jpg", "a/p2.jpg", "top.jpg", "b/c/p3.jpg", "a/p4.jpg"]
+    groups = group_by_register(keys)
+    assert groups == {"a": ["a/p1.jpg", "a/p2.jpg", "a/p4.jpg"], "": ["top.jpg"], "b/c": ["b/c/p3.jpg"]}
+    assert adapted_key("b/c").startswith("adapted/b__c-") and adapted_key("").startswith("adapted/top-")
+    assert adapted_key("b/c") != adapted_key("b__c")  # the digest keeps folders apart whose safe names meet
+
+
+def test_engines_of_several_models_share_one_decoder(tmp_path):
+    """Each register's adapted recognizer gets an engine; they share the decoder and only a few are kept."""
+    from flows import pipeline
+
+    pipeline.close_engines()
+    models = []
+    for i in range(pipeline.MAX_ENGINES + 1):
+        models.append(tmp_path / f"m{i}.pt")
+        models[-1].write_bytes(DEFAULT_MODEL.read_bytes())
+    try:
+        engines = [pipeline.get_engine(Settings(model=m, use_lm=False)) for m in models]
+        assert len({id(e.recognizer) for e in engines}) == len(models)
+        assert len({id(e.decoder) for e in engines}) == 1 and len({id(e.lock) for e in engines}) == 1
+        assert len(pipeline._ENGINES) == pipeline.MAX_ENGINES  # the least recently used one was dropped
+        assert pipeline.get_engine(Settings(model=models[-1], use_lm=False)) is engines[-1]
+    finally:
+        pipeline.close_engines()
+
+
+def _fragment(path: Path) -> None:
+    """Write the top eighth of a register scan: a page of a few lines, too few to adapt to."""
+    import cv2
+
+    page = cv2.imread(str(OTHER_PAGE), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(path), page[: page.shape[0] // 8])
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_digitize_adapts_to_each_register_and_reuses_its_weights(tmp_path):
+    """`digitize --adapt`: each folder's pages read by the model adapted to them; a rerun reuses the weights."""
+    from flows.digitize import run_digitize
+    from flows.manifest import DONE, FAILED, read_manifest
+    from flows.storage import LocalStorage
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    reg, small = src / "FRAN_0025_0989", src / "fragment"
+    reg.mkdir(parents=True)
+    small.mkdir()
+    for f in (CORRECTED.with_suffix(".jpg"), OTHER_PAGE):
+        (reg / f.name).write_bytes(f.read_bytes())
+    (reg / "torn.jpg").write_bytes(b"not a jpeg")
+    _fragment(small / "strip.png")
+    settings = Settings(use_lm=False, adapt=True, adapt_steps=5, chunk_size=2, task_workers=2)
+    summary = run_digitize(str(src), str(out), settings)
+    _, _, base = load_model(DEFAULT_MODEL)
+    registers = {r["register"]: r for r in summary.registers}
+    assert registers["FRAN_0025_0989"]["adapted"] and "adapted on" in registers["FRAN_0025_0989"]["note"]
+    adapted = registers["FRAN_0025_0989"]["version"]
+    assert adapted.startswith(base + "+adapt-")
+    assert not registers["fragment"]["adapted"] and "fewer than" in registers["fragment"]["note"]
+    assert registers["fragment"]["version"] == base
+    # Each page's record and manifest line name the model that read it; the torn scan failed with its reason.
+    entries = {e.page_id: e for e in read_manifest(LocalStorage(out))}
+    assert entries["FRAN_0025_0989__torn"].status == FAILED and "image" in entries["FRAN_0025_0989__torn"].reason
+    for page in ("FRAN_0025_0989__FRAN_0025_0989_L-0", "FRAN_0025_0989__FRAN_0025_0989_L-1"):
+        assert entries[page].status == DONE and entries[page].model_version == adapted
+        assert json.loads((out / f"{page}.json").read_text())["model_version"] == adapted
+    assert entries["fragment__strip"].status == DONE and entries["fragment__strip"].model_version == base
+    assert (out / adapted_key("FRAN_0025_0989")).is_file() and not (out / adapted_key("fragment")).exists()
+    assert summary.done == 3 and summary.failed == 1
+
+    # A rerun finds the register's weights: no adaptation, no done page read again, the torn one retried.
+    again = run_digitize(str(src), str(out), settings)
+    registers = {r["register"]: r for r in again.registers}
+    assert registers["FRAN_0025_0989"]["note"] == "reused from an earlier run"
+    assert registers["FRAN_0025_0989"]["version"] == adapted
+    assert again.skipped == 3 and again.planned == 1 and again.failed == 1
+
+
+def test_eval_adapt_reads_each_register_with_its_adapted_model(tmp_path):
+    gt = tmp_path / "gt" / "FRAN_0025_0989"
+    gt.mkdir(parents=True)
+    for f in (CORRECTED, CORRECTED.with_suffix(".jpg")):
+        (gt / f.name).write_bytes(f.read_bytes())
+    env = {**os.environ, "REGISTRE_ADAPT_STEPS": "5"}
+    done = subprocess.run(
+        [*REGISTRE, "eval", str(tmp_path / "gt"), "--adapt", "--no-lm"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    _, _, base = load_model(DEFAULT_MODEL)
+    [register] = result["registers"]
+    assert register["register"] == "FRAN_0025_0989" and register["adapted"]
+    assert register["version"].startswith(base + "+adapt-") and result["adapt_seconds"] > 0
+    assert result["lines"] > 100 and 0 < result["cer"] < 0.6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gt"]  # the adapted weights are not left behind
+
+
+def test_digitize_adapt_refuses_a_remote_dask_cluster(tmp_path):
+    done = run("digitize", str(tmp_path), "--out", str(tmp_path / "out"), "--adapt", "--dask-address", "tcp://x:1")
+    assert done.returncode == 2 and "--dask-workers" in done.stderr and "Traceback" not in done.stderr
