@@ -164,6 +164,10 @@ def adapted_key(register: str) -> str:
     return f"{ADAPTED_PREFIX}/{name}-{hashlib.sha256(register.encode()).hexdigest()[:8]}.pt"
 
 
+class AdaptStopped(RuntimeError):
+    """A stop was asked for (a signal, a lost lease) while a register was being adapted to."""
+
+
 @dataclass
 class RegisterModel:
     """The recognizer a register is read with: its own adapted weights, or the base model's."""
@@ -205,6 +209,7 @@ def model_for_register(
     """
     import time
 
+    from flows.pipeline import stop_requested
     from flows.storage import StorageError
     from ocr.adapt import AdaptConfig, AdaptError, adapt_register
     from ocr.checkpoint import ModelFileError, read_model_file
@@ -231,6 +236,8 @@ def model_for_register(
     started = time.monotonic()
     say(f"register {register or '.'}: reading {min(len(keys), settings.adapt_pages)} of its pages to adapt to")
     read = read_pages(src, keys, ids, settings, settings.adapt_pages, say)
+    if stop_requested():
+        raise AdaptStopped(f"register {register or '.'}: stopped before its adaptation")
     if len(read.lines) < MIN_ADAPT_LINES:
         base.note = (
             f"not adapted: {len(read.lines)} lines read on {len(read.pages)} page(s), fewer than {MIN_ADAPT_LINES}"
@@ -240,6 +247,8 @@ def model_for_register(
     cfg = AdaptConfig(steps=settings.adapt_steps)
 
     def progress(step: int, steps: int, lines_per_s: float) -> None:
+        if stop_requested():
+            raise AdaptStopped(f"register {register or '.'}: stopped at step {step}/{steps} of its adaptation")
         if step % 50 == 0 or step == steps:
             say(f"register {register or '.'}: adapting, step {step}/{steps} ({lines_per_s:.1f} lines/s)")
 

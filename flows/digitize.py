@@ -27,6 +27,12 @@ cleanly (:func:`stop_on_signals`): no new chunk, chunks in flight end at the
 next page, the manifest parts written are merged, pages not written stay to
 do, and the run ends Cancelled.
 
+With ``adapt`` (``registre digitize --adapt``), planning is per register (each folder of scans):
+an ``adapt-to-register`` task reads a few of its pages, fine-tunes the recognizer on its own
+readings (:func:`flows.adaptation.model_for_register`) or reuses the weights an earlier run
+stored in ``DST/adapted/``, and the register's chunks carry that model; its pages done with it
+are skipped as usual.
+
 With no ``PREFECT_API_URL``, Prefect runs the flow on a temporary local server
 (the CLI starts its own, :mod:`flows.local_server`).
 The task runner is a thread pool by default, or ``prefect-dask``'s
@@ -73,7 +79,7 @@ from prefect.states import Cancelled, Completed, Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.tasks import Task, exponential_backoff
 
-from flows.adaptation import RegisterModel, group_by_register, model_for_register
+from flows.adaptation import AdaptStopped, RegisterModel, group_by_register, model_for_register
 from flows.lease import DestinationBusy, DestinationLease
 from flows.manifest import DONE, FAILED, ManifestEntry, consolidate, latest_by_source, plan_pages, read_manifest
 from flows.manifest import write_part as write_manifest_part
@@ -701,22 +707,28 @@ def _plan_registers(
     plans = []
     for n, (register, register_keys) in enumerate(groups.items(), 1):
         if stop_requested():
+            # The registers not reached are left to do, as pages planned and not attempted are.
+            summary.left += sum(len(k) for k in list(groups.values())[n - 1 :])
             break
         if only_failed and not plan_pages(register_keys, latest, summary.model_version, only_failed=True):
             continue  # nothing of it failed: no model needed
         progress.stage = f"adapting to register {register or '.'} ({n}/{len(groups)})"
         _notify(progress)
-        model = adapt(
-            register,
-            register_keys,
-            {k: ids[k] for k in register_keys},
-            src_store,
-            dst_store,
-            settings,
-            workdir,
-            summary.model_version,
-            force,
-        )
+        try:
+            model = adapt(
+                register,
+                register_keys,
+                {k: ids[k] for k in register_keys},
+                src_store,
+                dst_store,
+                settings,
+                workdir,
+                summary.model_version,
+                force,
+            )
+        except AdaptStopped:
+            summary.left += sum(len(k) for k in list(groups.values())[n - 1 :])
+            break
         summary.registers.append(model.to_dict())
         todo = plan_pages(register_keys, latest, model.version, only_failed=only_failed, force=force)
         plans.append((todo, settings.model_copy(update={"model": Path(model.model)}), model.version))
@@ -848,7 +860,7 @@ def _run_chunks(
 
     if stop_requested():
         summary.stopped = summary.stopped or _stop_name()
-        summary.left = summary.planned - summary.done - summary.failed
+        summary.left += summary.planned - summary.done - summary.failed
     summary.work_seconds = max(last_finished - first_started, 0.0) if last_finished else 0.0
     summary.failures_by_reason = dict(reasons)
     try:

@@ -227,3 +227,23 @@ def test_eval_adapt_reads_each_register_with_its_adapted_model(tmp_path):
 def test_digitize_adapt_refuses_a_remote_dask_cluster(tmp_path):
     done = run("digitize", str(tmp_path), "--out", str(tmp_path / "out"), "--adapt", "--dask-address", "tcp://x:1")
     assert done.returncode == 2 and "--dask-workers" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_stop_ends_a_register_adaptation(tmp_path):
+    """A signal during `digitize --adapt`'s adaptation stops it before training; nothing is stored."""
+    from flows.adaptation import AdaptStopped, model_for_register
+    from flows.pipeline import clear_stop, request_stop
+    from flows.storage import LocalStorage
+
+    src = tmp_path / "src"
+    src.mkdir()
+    _fragment(src / "strip.png")
+    request_stop("a test")
+    try:
+        with pytest.raises(AdaptStopped, match="stopped before its adaptation"):
+            model_for_register(
+                "", ["strip.png"], {"strip.png": "strip"}, LocalStorage(src), Settings(use_lm=False), tmp_path, "v"
+            )
+    finally:
+        clear_stop()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
