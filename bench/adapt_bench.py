@@ -20,6 +20,11 @@ readings of the first half train, and the other half (pages not read) is read be
 ``--mode both``: the
 corrected half adapts first, that model reads the other half, and a second round trains on both
 (``registre adapt GT_DIR --pages SCANS``); the other half is read before and after.
+``--mode pipeline`` measures ``registre digitize --adapt`` / ``registre eval --adapt``: each hand's
+pages (a folder per register) are found by the line finder and read, the model adapts to those
+readings (:func:`flows.adaptation.model_for_register`, the code the commands run), and the pages
+are evaluated as ``registre eval`` does, on ground-truth lines and on registre's own lines
+(``--segmentation auto``), greedy and with the default decoder, before and after.
 """
 
 from __future__ import annotations
@@ -92,6 +97,58 @@ def split_hand(lines: list[AdaptLine]) -> tuple[list[AdaptLine], list[AdaptLine]
     return [ln for ln in lines if ln.page in first], [ln for ln in lines if ln.page not in first]
 
 
+def pipeline(hands: list[str], model: Path) -> None:
+    """Print before/after CER of ``registre eval`` (gt and auto, greedy and LM) with each register's adapted model."""
+    import os
+
+    from flows.adaptation import model_for_register
+    from flows.evaluation import run_eval
+    from flows.records import assign_page_ids
+    from flows.settings import Settings
+    from flows.storage import open_storage
+    from ocr.checkpoint import load_model
+    from ocr.corpus import corpus_pages
+    from ocr.groundtruth import read_ground_truth
+
+    base = Settings(model=model)
+    base_version = load_model(model)[2]
+    pages = [p for p in corpus_pages() if p.hand in hands and p.split.startswith("val")]
+    cells = ("gt greedy", "gt lm", "auto greedy", "auto lm")
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0])
+    print("| register | lines | characters | adapt s | " + " | ".join(f"{c} before | after" for c in cells) + " |")
+    print("| --- | ---: | ---: | ---: | " + " | ".join("---: | ---:" for _ in cells) + " |")
+    with tempfile.TemporaryDirectory() as tmp:
+        for hand in hands:
+            folder = Path(tmp) / hand.rsplit("/", 1)[-1]
+            folder.mkdir()
+            for page in (p for p in pages if p.hand == hand):
+                image = read_ground_truth(page.xml).image_path
+                for f in (page.xml, image):
+                    os.symlink(f.resolve(), folder / f.name)
+            store = open_storage(str(folder))
+            keys = sorted(store.list_keys())
+            t0 = time.monotonic()
+            adapted = model_for_register("", keys, assign_page_ids(keys), store, base, Path(tmp), base_version)
+            seconds = time.monotonic() - t0
+            row = []
+            for cell in cells:
+                seg, decoder = cell.split()
+                for m in (model, Path(adapted.model)):
+                    settings = base.model_copy(update={"model": m, "use_lm": decoder == "lm"})
+                    result = run_eval(folder, settings, segmentation=seg)
+                    row.append(result["cer"])
+                    totals[(cell, "after" if m != model else "before")][0] += result["cer"] * result["chars"]
+                    totals[(cell, "after" if m != model else "before")][1] += result["chars"]
+            print(
+                f"| {folder.name} | {result['lines']} | {result['chars']} | {seconds:.0f} | "
+                + " | ".join(f"{c:.1%}" for c in row)
+                + " |",
+                flush=True,
+            )
+    row = [totals[(c, w)][0] / max(totals[(c, w)][1], 1) for c in cells for w in ("before", "after")]
+    print("| **all** | | | | " + " | ".join(f"{c:.1%}" for c in row) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
@@ -100,7 +157,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--mode",
-        choices=("corrected", "read", "read-other", "both"),
+        choices=("corrected", "read", "read-other", "both", "pipeline"),
         default="corrected",
         help="Lines adapted on: the corrected half; every line as read (no correction); the first half as read; "
         "the corrected half and the other half as read, in two rounds.",
@@ -115,6 +172,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="Append one JSON record per hand to this file.")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.mode == "pipeline":
+        print(f"machine: {describe_machine()}")
+        print(f"model: {args.model}  mode pipeline (registre eval --adapt)  threads {args.threads}")
+        pipeline(args.hands.split(","), args.model)
+        return
     samples = load_line_cache(DEFAULT_DATA, Path(".cache/lines-all-h48.pkl"))
     by_hand = defaultdict(list)
     for s in samples:
