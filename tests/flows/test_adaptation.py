@@ -247,3 +247,30 @@ def test_a_stop_ends_a_register_adaptation(tmp_path):
     finally:
         clear_stop()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_digitize_adapt_from_and_to_s3(tmp_path, s3_prefix):
+    """Scans and records on S3 (SeaweedFS on loopback): the register's weights are stored there and reused."""
+    from flows.digitize import run_digitize
+    from flows.storage import open_storage
+
+    src_url, out_url = s3_prefix + "/scans", s3_prefix + "/records"
+    src = open_storage(src_url, addressing_style="path")
+    for f in (CORRECTED.with_suffix(".jpg"), OTHER_PAGE):
+        src.put(f"reg/{f.name}", f.read_bytes())
+    settings = Settings(use_lm=False, adapt=True, adapt_steps=2, s3_addressing_style="path")
+    summary = run_digitize(src_url, out_url, settings)
+    assert summary.done == 2 and summary.failed == 0
+    [register] = summary.registers
+    assert register["register"] == "reg" and register["adapted"]
+    out = open_storage(out_url, addressing_style="path")
+    assert out.exists(adapted_key("reg"))
+    (tmp_path / "reg.pt").write_bytes(out.get(adapted_key("reg")))
+    _, _, version = load_model(tmp_path / "reg.pt")
+    assert version == register["version"]
+    record = json.loads(out.get("reg__FRAN_0025_0989_L-1.json"))
+    assert record["model_version"] == version
+
+    again = run_digitize(src_url, out_url, settings)
+    assert again.registers[0]["note"] == "reused from an earlier run" and again.skipped == 2 and again.planned == 0
