@@ -97,7 +97,7 @@ def split_hand(lines: list[AdaptLine]) -> tuple[list[AdaptLine], list[AdaptLine]
     return [ln for ln in lines if ln.page in first], [ln for ln in lines if ln.page not in first]
 
 
-def pipeline(hands: list[str], model: Path) -> None:
+def pipeline(hands: list[str], model: Path, rounds: int = 1) -> None:
     """Print before/after CER of ``registre eval`` (gt and auto, greedy and LM) with each register's adapted model."""
     import os
 
@@ -110,7 +110,7 @@ def pipeline(hands: list[str], model: Path) -> None:
     from ocr.corpus import corpus_pages
     from ocr.groundtruth import read_ground_truth
 
-    base = Settings(model=model)
+    base = Settings(model=model, adapt_rounds=rounds)
     base_version = load_model(model)[2]
     pages = [p for p in corpus_pages() if p.hand in hands and p.split.startswith("val")]
     cells = ("gt greedy", "gt lm", "auto greedy", "auto lm")
@@ -166,6 +166,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=AdaptConfig.steps)
     ap.add_argument("--lr", type=float, default=AdaptConfig.lr)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1, help="--mode pipeline: rounds of self-training per register.")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--curve", action="store_true", help="Follow the other pages' CER along the steps instead.")
     ap.add_argument("--no-lm", action="store_true")
@@ -174,8 +175,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.mode == "pipeline":
         print(f"machine: {describe_machine()}")
-        print(f"model: {args.model}  mode pipeline (registre eval --adapt)  threads {args.threads}")
-        pipeline(args.hands.split(","), args.model)
+        print(f"model: {args.model}  mode pipeline (eval --adapt)  rounds {args.rounds}  threads {args.threads}")
+        pipeline(args.hands.split(","), args.model, args.rounds)
         return
     samples = load_line_cache(DEFAULT_DATA, Path(".cache/lines-all-h48.pkl"))
     by_hand = defaultdict(list)

@@ -211,7 +211,7 @@ def model_for_register(
 
     from flows.pipeline import stop_requested
     from flows.storage import StorageError
-    from ocr.adapt import AdaptConfig, AdaptError, adapt_register
+    from ocr.adapt import AdaptConfig, AdaptError, AdaptLine, adapt_register
     from ocr.checkpoint import ModelFileError, read_model_file
 
     base = RegisterModel(register, str(settings.model), base_version, False, "")
@@ -252,17 +252,35 @@ def model_for_register(
         if step % 50 == 0 or step == steps:
             say(f"register {register or '.'}: adapting, step {step}/{steps} ({lines_per_s:.1f} lines/s)")
 
+    lines = read.lines
     try:
-        result, _ = adapt_register([], local, Path(settings.model), cfg, lambda _: read.lines, progress, say)
+        for n in range(1, settings.adapt_rounds + 1):
+            if n > 1:
+                # Another round: the adapted model reads the same lines again, and the base model trains on
+                # those readings (better labels than its own).
+                say(f"register {register or '.'}: round {n}, reading its lines with round {n - 1}'s model")
+                again = read_lines([ln.image for ln in read.lines], settings.model_copy(update={"model": local}))
+                lines = [
+                    AdaptLine(ln.page, ln.line_id, ln.image, r.text)
+                    for ln, r in zip(read.lines, again, strict=True)
+                    if r.text.strip()
+                ]
+            result, _ = adapt_register([], local, Path(settings.model), cfg, _given(lines), progress, say)
     except AdaptError as exc:
         base.note = f"not adapted: {exc}"
         return base
     if dst is not None:
         dst.put(key, local.read_bytes())
     seconds = time.monotonic() - started
-    note = f"adapted on {len(read.lines)} lines of {len(read.pages)} page(s) in {seconds:.0f} s"
+    rounds = f", {settings.adapt_rounds} rounds" if settings.adapt_rounds > 1 else ""
+    note = f"adapted on {len(lines)} lines of {len(read.pages)} page(s){rounds} in {seconds:.0f} s"
     say(f"register {register or '.'}: {note}")
-    return RegisterModel(register, str(local), result.version, True, note, len(read.lines), seconds)
+    return RegisterModel(register, str(local), result.version, True, note, len(lines), seconds)
+
+
+def _given(lines: list) -> Callable[[Path], list]:
+    """Return a reader for ``ocr.adapt.adapt_register`` that returns lines already read, whatever the model."""
+    return lambda _model: lines
 
 
 @dataclass

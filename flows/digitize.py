@@ -729,6 +729,10 @@ def _plan_registers(
         except AdaptStopped:
             summary.left += sum(len(k) for k in list(groups.values())[n - 1 :])
             break
+        except Exception as exc:  # noqa: BLE001 - a register that cannot be adapted to is read by the base model
+            why = f"{exc.__class__.__name__}: {' '.join(str(exc).split())}"[:300]
+            get_run_logger().error("register %s: not adapted (%s); read with the base model", register or ".", why)
+            model = RegisterModel(register, str(settings.model), summary.model_version, False, f"not adapted: {why}")
         summary.registers.append(model.to_dict())
         todo = plan_pages(register_keys, latest, model.version, only_failed=only_failed, force=force)
         plans.append((todo, settings.model_copy(update={"model": Path(model.model)}), model.version))

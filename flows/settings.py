@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     )
     adapt_pages: int = Field(10, ge=1, description="pages of a register read to adapt to it (spread over it)")
     adapt_steps: int = Field(300, ge=1, description="training steps of a register's adaptation (batches of 8 lines)")
+    adapt_rounds: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="rounds of a register's adaptation: each round after the first retrains the base model on the "
+        "readings of the round before's",
+    )
 
     # Digitization flow (issue 6).
     task_workers: int = Field(2, ge=1, description="chunk tasks run at once by the default thread task runner")

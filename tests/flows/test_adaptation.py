@@ -206,7 +206,7 @@ def test_eval_adapt_reads_each_register_with_its_adapted_model(tmp_path):
     gt.mkdir(parents=True)
     for f in (CORRECTED, CORRECTED.with_suffix(".jpg")):
         (gt / f.name).write_bytes(f.read_bytes())
-    env = {**os.environ, "REGISTRE_ADAPT_STEPS": "5"}
+    env = {**os.environ, "REGISTRE_ADAPT_STEPS": "5", "REGISTRE_ADAPT_ROUNDS": "2"}
     done = subprocess.run(
         [*REGISTRE, "eval", str(tmp_path / "gt"), "--adapt", "--no-lm"],
         capture_output=True,
@@ -218,7 +218,7 @@ def test_eval_adapt_reads_each_register_with_its_adapted_model(tmp_path):
     result = json.loads(done.stdout)
     _, _, base = load_model(DEFAULT_MODEL)
     [register] = result["registers"]
-    assert register["register"] == "FRAN_0025_0989" and register["adapted"]
+    assert register["register"] == "FRAN_0025_0989" and register["adapted"] and "2 rounds" in register["note"]
     assert register["version"].startswith(base + "+adapt-") and result["adapt_seconds"] > 0
     assert result["lines"] > 100 and 0 < result["cer"] < 0.6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gt"]  # the adapted weights are not left behind
@@ -274,3 +274,23 @@ def test_digitize_adapt_from_and_to_s3(tmp_path, s3_prefix):
 
     again = run_digitize(src_url, out_url, settings)
     assert again.registers[0]["note"] == "reused from an earlier run" and again.skipped == 2 and again.planned == 0
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_register_that_cannot_be_adapted_to_is_read_by_the_base_model(tmp_path):
+    """The adapted weights cannot be stored (a file where DST/adapted/ should be): the register's pages are read
+    by the shipped model, the summary says why, and no page is lost."""
+    from flows.digitize import run_digitize
+
+    src, out = tmp_path / "src" / "reg", tmp_path / "out"
+    src.mkdir(parents=True)
+    out.mkdir()
+    (src / OTHER_PAGE.name).write_bytes(OTHER_PAGE.read_bytes())
+    (out / "adapted").write_text("in the way")
+    settings = Settings(use_lm=False, adapt=True, adapt_steps=2)
+    summary = run_digitize(str(tmp_path / "src"), str(out), settings)
+    _, _, base = load_model(DEFAULT_MODEL)
+    [register] = summary.registers
+    assert not register["adapted"] and register["note"].startswith("not adapted: ") and register["version"] == base
+    assert summary.done == 1 and summary.failed == 0
+    assert json.loads((out / "reg__FRAN_0025_0989_L-1.json").read_text())["model_version"] == base
