@@ -149,8 +149,6 @@ def digitize(
         segmenter=segmenter,
     )
     _check_segmenter(settings)
-    if settings.adapt and settings.dask_address:
-        _fail("--adapt writes each register's weights on this machine: not with --dask-address (use --dask-workers)")
     raise typer.Exit(digitize_in_terminal(src, out, settings, only_failed=only_failed, force=force, verbose=verbose))
 
 

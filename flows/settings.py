@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     lease_stale_s: float = Field(
         600.0, gt=0, description="a lease whose heartbeat is older than this may be taken over by another run"
     )
+
+    @model_validator(mode="after")
+    def _adapt_runs_here(self) -> Settings:
+        if self.adapt and self.dask_address:
+            raise ValueError(
+                "adapt keeps each register's adapted weights on the flow's machine: not with dask_address "
+                "(a local cluster, dask_workers, works)"
+            )
+        return self
 
 
 def decoder_label(settings: Settings) -> str:

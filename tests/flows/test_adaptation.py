@@ -226,7 +226,9 @@ def test_eval_adapt_reads_each_register_with_its_adapted_model(tmp_path):
 
 def test_digitize_adapt_refuses_a_remote_dask_cluster(tmp_path):
     done = run("digitize", str(tmp_path), "--out", str(tmp_path / "out"), "--adapt", "--dask-address", "tcp://x:1")
-    assert done.returncode == 2 and "--dask-workers" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "not with dask_address" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(ValueError, match="dask_workers"):  # a scheduled run's options too
+        Settings(adapt=True, dask_address="tcp://x:1")
 
 
 def test_a_stop_ends_a_register_adaptation(tmp_path):
