@@ -27,11 +27,12 @@ cleanly (:func:`stop_on_signals`): no new chunk, chunks in flight end at the
 next page, the manifest parts written are merged, pages not written stay to
 do, and the run ends Cancelled.
 
-With ``adapt`` (``registre digitize --adapt``), planning is per register (each folder of scans):
-an ``adapt-to-register`` task reads a few of its pages, fine-tunes the recognizer on its own
-readings (:func:`flows.adaptation.model_for_register`) or reuses the weights an earlier run
-stored in ``DST/adapted/``, and the register's chunks carry that model; its pages done with it
-are skipped as usual.
+With ``adapt`` (``registre digitize --adapt``), planning is per register (each folder of scans),
+lazily, as the window of chunks needs work: an ``adapt-to-register`` task reads a few of the
+register's pages, fine-tunes the recognizer on its own readings
+(:func:`flows.adaptation.model_for_register`) or reuses the weights an earlier run stored in
+``DST/adapted/``, and the register's chunks carry that model (its pages done with it are skipped
+as usual); the next register adapts while the chunks of the one before run.
 
 With no ``PREFECT_API_URL``, Prefect runs the flow on a temporary local server
 (the CLI starts its own, :mod:`flows.local_server`).
@@ -655,37 +656,59 @@ def _digitize_pages(
     merge = merge_manifest.with_options(**retried)
     merge(dst_store)  # parts a killed run left behind
     latest = read_latest.with_options(**retried)(dst_store)
+    summary.listed = len(keys)
     progress = Progress(total=0, flow_run_id=summary.flow_run_id, flow_run_url=summary.flow_run_url)
-    with tempfile.TemporaryDirectory(prefix="registre-adapted-") as workdir:
-        # (register's keys to do, the settings that read them, their model's version), in listing order.
-        plans = _plan_registers(
-            summary, settings, src_store, dst_store, keys, ids, latest, only_failed, force, retried, workdir, progress
-        )
-        todo = [k for keys_, _, _ in plans for k in keys_]
-        summary.listed, summary.planned = len(keys), len(todo)
-        summary.skipped = len(keys) - len(todo)
+    if not settings.adapt:
+        todo = plan_pages(keys, latest, summary.model_version, only_failed=only_failed, force=force)
+        summary.planned, summary.skipped = len(todo), len(keys) - len(todo)
         logger.info(
-            "%d pages under %s: %d to do, %d skipped (model %s%s)",
+            "%d pages under %s: %d to do, %d skipped (model %s)",
             len(keys),
             src_store.url,
             len(todo),
             summary.skipped,
             summary.model_version,
-            f", adapted to {sum(r['adapted'] for r in summary.registers)} of {len(summary.registers)} registers"
-            if settings.adapt
-            else "",
         )
-        progress.total, progress.skipped, progress.stage = len(todo), summary.skipped, ""
+        progress.total, progress.skipped = len(todo), summary.skipped
         _notify(progress)
+        plans: Iterator[tuple[list[str], Settings, str]] = iter([(todo, settings, summary.model_version)])
         _run_chunks(summary, settings, formats, src_store, dst_store, ids, sizes, plans, retried, progress, logger)
+        return
+    groups = group_by_register(keys)
+    # Until a register is reached, its pages not yet done count as to do (as if its stored weights are reused).
+    estimates = {r: _pending(k, latest, only_failed, force) for r, k in groups.items()}
+    progress.total = sum(estimates.values())
+    _notify(progress)
+    reached: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="registre-adapted-") as workdir:
+        plans = _register_plans(
+            summary, settings, src_store, dst_store, groups, estimates, reached, ids, latest, only_failed, force,
+            retried, workdir, progress,
+        )  # fmt: skip
+        _run_chunks(summary, settings, formats, src_store, dst_store, ids, sizes, plans, retried, progress, logger)
+    if stop_requested():
+        # The registers not reached are left to do, as pages planned and not attempted are.
+        summary.left += sum(n for r, n in estimates.items() if r not in reached)
 
 
-def _plan_registers(
+def _pending(keys: list[str], latest: dict[str, ManifestEntry], only_failed: bool, force: bool) -> int:
+    """Return how many of ``keys`` are to do whatever the model: not done yet (``only_failed``: failed)."""
+    if force:
+        return len(keys)
+    statuses = [latest[k].status if k in latest else None for k in keys]
+    if only_failed:
+        return sum(1 for st in statuses if st == FAILED)
+    return sum(1 for st in statuses if st != DONE)
+
+
+def _register_plans(
     summary: DigitizeSummary,
     settings: Settings,
     src_store: Storage,
     dst_store: Storage,
-    keys: list[str],
+    groups: dict[str, list[str]],
+    estimates: dict[str, int],
+    reached: set[str],
     ids: dict[str, str],
     latest: dict[str, ManifestEntry],
     only_failed: bool,
@@ -693,27 +716,26 @@ def _plan_registers(
     retried: dict[str, Any],
     workdir: str,
     progress: Progress,
-) -> list[tuple[list[str], Settings, str]]:
-    """Return, per register, the keys to do, the settings that read them and their model's version.
+) -> Iterator[tuple[list[str], Settings, str]]:
+    """Yield, register by register (``--adapt``), the keys to do, the settings that read them and their model's version.
 
-    Without ``adapt`` the whole source is one plan with the run's model. With it, each register
-    (folder of scans) gets its own model (:func:`adapt_to_register`), unless nothing of it is to do.
+    Each register (folder of scans, ``groups``) gets its own model (:func:`adapt_to_register`) when
+    its turn comes, so the pages of the first registers are read while the later ones wait: an
+    archive of many registers does not adapt to all of them before its first page. The progress
+    total starts from ``estimates`` and is corrected as registers are reached (added to ``reached``);
+    ``summary`` counts their planned and skipped pages. A stop ends the planning.
     """
-    if not settings.adapt:
-        return [(plan_pages(keys, latest, summary.model_version, only_failed=only_failed, force=force), settings, "")]
-    started = time.perf_counter()
     adapt = adapt_to_register.with_options(**retried)
-    groups = group_by_register(keys)
-    plans = []
     for n, (register, register_keys) in enumerate(groups.items(), 1):
         if stop_requested():
-            # The registers not reached are left to do, as pages planned and not attempted are.
-            summary.left += sum(len(k) for k in list(groups.values())[n - 1 :])
-            break
-        if only_failed and not plan_pages(register_keys, latest, summary.model_version, only_failed=True):
-            continue  # nothing of it failed: no model needed
+            return
+        if only_failed and not estimates[register]:
+            reached.add(register)
+            summary.skipped += len(register_keys)  # nothing of it failed: no model needed
+            continue
         progress.stage = f"adapting to register {register or '.'} ({n}/{len(groups)})"
         _notify(progress)
+        started = time.perf_counter()
         try:
             model = adapt(
                 register,
@@ -727,17 +749,30 @@ def _plan_registers(
                 force,
             )
         except AdaptStopped:
-            summary.left += sum(len(k) for k in list(groups.values())[n - 1 :])
-            break
+            return
         except Exception as exc:  # noqa: BLE001 - a register that cannot be adapted to is read by the base model
             why = f"{exc.__class__.__name__}: {' '.join(str(exc).split())}"[:300]
             get_run_logger().error("register %s: not adapted (%s); read with the base model", register or ".", why)
             model = RegisterModel(register, str(settings.model), summary.model_version, False, f"not adapted: {why}")
+        finally:
+            summary.adapt_seconds += time.perf_counter() - started
+        reached.add(register)
         summary.registers.append(model.to_dict())
         todo = plan_pages(register_keys, latest, model.version, only_failed=only_failed, force=force)
-        plans.append((todo, settings.model_copy(update={"model": Path(model.model)}), model.version))
-    summary.adapt_seconds = time.perf_counter() - started
-    return plans
+        summary.planned += len(todo)
+        summary.skipped += len(register_keys) - len(todo)
+        get_run_logger().info(
+            "register %s: %d pages, %d to do, %d skipped (model %s)",
+            register or ".",
+            len(register_keys),
+            len(todo),
+            len(register_keys) - len(todo),
+            model.version,
+        )
+        progress.total += len(todo) - estimates[register]
+        progress.skipped, progress.stage = summary.skipped, ""
+        _notify(progress)
+        yield todo, settings.model_copy(update={"model": Path(model.model)}), model.version
 
 
 def _run_chunks(
@@ -748,36 +783,38 @@ def _run_chunks(
     dst_store: Storage,
     ids: dict[str, str],
     sizes: dict[str, int],
-    plans: list[tuple[list[str], Settings, str]],
+    plans: Iterator[tuple[list[str], Settings, str]],
     retried: dict[str, Any],
     progress: Progress,
     logger: Any,
 ) -> None:
-    """Run the chunks of the planned pages through a bounded window of tasks, filling in ``summary``."""
+    """Run the chunks of the planned pages through a bounded window of tasks, filling in ``summary``.
+
+    ``plans`` yields (keys to do, the settings that read them, their model's version); it is read
+    lazily, as the window needs chunks, so a register is planned (and adapted to) only when the
+    chunks before it are submitted.
+    """
     run_id = summary.run_id
     merge = merge_manifest.with_options(**retried)
-    todo = [k for keys_, _, _ in plans for k in keys_]
     progress_id = create_progress_artifact(
-        0.0 if todo else 100.0, key="digitize-progress", description=f"pages of {src_store.url} processed"
+        0.0, key="digitize-progress", description=f"pages of {src_store.url} processed"
     )
-
     chunk_task = digitize_chunk.with_options(**retried)
-    # Tens of pages per task for an archive, but a small run still spreads over every worker;
-    # pages go to chunks by bytes, so chunks of big scans hold fewer pages than chunks of small ones.
-    # A chunk holds pages of one register (one model).
     workers = max(settings.dask_workers or settings.task_workers, 1)
-    size = max(1, min(settings.chunk_size, -(-len(todo) // workers)))
-    chunk_plans = [
-        (chunk, plan_settings, version or summary.model_version)
-        for keys_, plan_settings, version in plans
-        if keys_
-        for chunk in plan_chunks(keys_, sizes, -(-len(keys_) // size))
-    ]
-    versions = [version for _, _, version in chunk_plans]
-    jobs = (
-        ChunkJob(src_store, dst_store, [PageJob(k, ids[k]) for k in keys_], plan_settings, formats, run_id, n)
-        for n, (keys_, plan_settings, _) in enumerate(chunk_plans)
-    )
+    versions: list[str] = []  # each chunk's model version, by chunk index
+
+    def chunk_jobs() -> Iterator[ChunkJob]:
+        for keys_, plan_settings, version in plans:
+            # Tens of pages per task for an archive, but a small run still spreads over every worker;
+            # pages go to chunks by bytes, so chunks of big scans hold fewer pages than chunks of small
+            # ones. A chunk holds pages of one register (one model).
+            size = max(1, min(settings.chunk_size, -(-len(keys_) // workers)))
+            for chunk in plan_chunks(keys_, sizes, -(-len(keys_) // size)) if keys_ else []:
+                versions.append(version)
+                pages = [PageJob(k, ids[k]) for k in chunk]
+                yield ChunkJob(src_store, dst_store, pages, plan_settings, formats, run_id, len(versions) - 1)
+
+    jobs = chunk_jobs()
     finished: queue.Queue = queue.Queue()
     in_flight: dict[Any, ChunkJob] = {}
     table = _PageTable(settings.table_rows)
@@ -854,13 +891,15 @@ def _run_chunks(
             del future, entries
             progress.done, progress.failed = summary.done, summary.failed
             _notify(progress)
-            update_progress_artifact(progress_id, 100.0 * (summary.done + summary.failed) / max(len(todo), 1))
+            update_progress_artifact(progress_id, 100.0 * (summary.done + summary.failed) / max(progress.total, 1))
             if time.monotonic() - last_merge > settings.manifest_flush_s:
                 merge(dst_store)
                 last_merge = time.monotonic()
             submit_next()
     finally:
         merge(dst_store)
+    if not stop_requested():
+        update_progress_artifact(progress_id, 100.0)  # also when every page was skipped
 
     if stop_requested():
         summary.stopped = summary.stopped or _stop_name()
