@@ -216,3 +216,41 @@ def test_one_run_per_destination_and_a_hung_runs_lease_goes_stale(
     assert not dst.exists(LEASE_KEY)
     entries = read_manifest(dst)
     assert len({e.source_key for e in entries if e.status == DONE}) == 8
+
+
+def test_a_signal_during_a_registers_adaptation_stops_the_run(
+    tmp_path: Path, standalone_env: dict[str, str], started: list
+) -> None:
+    """`digitize --adapt`: SIGTERM while the recognizer adapts to a register ends the adaptation at its next step;
+    nothing is stored, the command says what is left and exits 143."""
+    from tests.conftest import EXAMPLES, SHARED_DATA
+
+    src, out = tmp_path / "src", tmp_path / "out"
+    for name, page in (
+        ("reg/a.jpg", EXAMPLES / "FRAN_0025_0989_L-0.jpg"),
+        ("reg/b.jpg", SHARED_DATA / "lectaurep" / "train" / "random-set-1" / "FRAN_0025_0989_L-1.jpg"),
+        ("other/c.jpg", EXAMPLES / "FRAN_0025_0989_L-0.jpg"),
+    ):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(page.read_bytes())
+    log = tmp_path / "stderr.log"
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [*REGISTRE, "digitize", str(src), "--out", str(out), "--adapt", "--no-lm", "-v"],
+            cwd=REPO,
+            env={**standalone_env, "REGISTRE_ADAPT_STEPS": "100000"},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
+    started.append(proc)
+    wait_for(lambda: "adapting, step 50/" in log.read_text(), "an adaptation under way", proc, timeout=300)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    text = log.read_text()
+    assert time.monotonic() - t0 < 15, text[-3000:]
+    assert proc.returncode == 128 + signal.SIGTERM, text[-3000:]
+    assert "stopped by SIGTERM" in text and "3 left to do" in text and "Traceback" not in text
+    assert not (out / "adapted").exists() and not [p for p in out.glob("*.json")]
