@@ -205,7 +205,9 @@ def model_for_register(
     --pages``). The weights are written under ``workdir`` and, with ``dst``, stored at
     :func:`adapted_key` there; a later run finds them and reuses them (unless ``force``) while they
     were adapted from the same base model, so its pages done with them are not read again. A register
-    whose pages give fewer than :data:`MIN_ADAPT_LINES` lines keeps the base model.
+    whose pages give fewer than :data:`MIN_ADAPT_LINES` lines keeps the base model. With
+    ``settings.adapt_rounds`` above 1, each later round retrains the base model on the lines as the
+    round before's model reads them. A stop request ends the adaptation (:class:`AdaptStopped`).
     """
     import time
 
