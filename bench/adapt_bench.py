@@ -133,12 +133,12 @@ def pipeline(hands: list[str], model: Path, rounds: int = 1) -> None:
             row = []
             for cell in cells:
                 seg, decoder = cell.split()
-                for m in (model, Path(adapted.model)):
+                for which, m in (("before", model), ("after", Path(adapted.model))):
                     settings = base.model_copy(update={"model": m, "use_lm": decoder == "lm"})
                     result = run_eval(folder, settings, segmentation=seg)
                     row.append(result["cer"])
-                    totals[(cell, "after" if m != model else "before")][0] += result["cer"] * result["chars"]
-                    totals[(cell, "after" if m != model else "before")][1] += result["chars"]
+                    totals[(cell, which)][0] += result["cer"] * result["chars"]
+                    totals[(cell, which)][1] += result["chars"]
             print(
                 f"| {folder.name} | {result['lines']} | {result['chars']} | {seconds:.0f} | "
                 + " | ".join(f"{c:.1%}" for c in row)

@@ -178,8 +178,6 @@ class RegisterModel:
     adapted: bool
     #: What happened, in words: adapted on how many lines, reused from an earlier run, or why not adapted.
     note: str
-    lines: int = 0
-    seconds: float = 0.0
 
     def to_dict(self) -> dict:
         """Return the register's line of a summary."""
@@ -217,8 +215,8 @@ def model_for_register(
     from ocr.checkpoint import ModelFileError, read_model_file
 
     base = RegisterModel(register, str(settings.model), base_version, False, "")
-    local = workdir / adapted_key(register).replace("/", "__")
     key = adapted_key(register)
+    local = workdir / key.replace("/", "__")
     if dst is not None and not force:
         try:
             data = dst.get(key) if dst.exists(key) else None
@@ -277,7 +275,7 @@ def model_for_register(
     rounds = f", {settings.adapt_rounds} rounds" if settings.adapt_rounds > 1 else ""
     note = f"adapted on {len(lines)} lines of {len(read.pages)} page(s){rounds} in {seconds:.0f} s"
     say(f"register {register or '.'}: {note}")
-    return RegisterModel(register, str(local), result.version, True, note, len(lines), seconds)
+    return RegisterModel(register, str(local), result.version, True, note)
 
 
 def _given(lines: list) -> Callable[[Path], list]:

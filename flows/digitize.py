@@ -693,12 +693,9 @@ def _digitize_pages(
 
 def _pending(keys: list[str], latest: dict[str, ManifestEntry], only_failed: bool, force: bool) -> int:
     """Return how many of ``keys`` are to do whatever the model: not done yet (``only_failed``: failed)."""
-    if force:
-        return len(keys)
-    statuses = [latest[k].status if k in latest else None for k in keys]
-    if only_failed:
-        return sum(1 for st in statuses if st == FAILED)
-    return sum(1 for st in statuses if st != DONE)
+    if force or only_failed:  # neither looks at the model version
+        return len(plan_pages(keys, latest, "", only_failed=only_failed, force=force))
+    return sum(1 for k in keys if k not in latest or latest[k].status != DONE)
 
 
 def _register_plans(

@@ -230,8 +230,9 @@ def run_eval(gt_dir: Path, settings: Settings, segmentation: str = "gt", predict
     extra: dict = {}
     groups, workdir = [(pages, settings)], None
     if settings.adapt:
+        adapt_started = time.perf_counter()
         groups, extra["registers"], workdir = _adapted_groups(gt_dir, pages, settings)
-        extra["adapt_seconds"] = round(time.perf_counter() - started, 1)
+        extra["adapt_seconds"] = round(time.perf_counter() - adapt_started, 1)
     try:
         rates, rows, seconds, counts = ErrorRates(), [], 0.0, {"found": 0, "gt_total": 0, "matched": 0}
         for group, group_settings in groups:
